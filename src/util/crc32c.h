@@ -1,0 +1,16 @@
+/*
+ * util/crc32c.h: CRC32C (Castagnoli), the checksum of every record and snapshot.
+ *
+ * Layer: util. Pure computation, portable table-driven implementation;
+ * incremental: pass the previous result to continue over more bytes.
+ */
+#ifndef QR_UTIL_CRC32C_H
+#define QR_UTIL_CRC32C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* CRC32C of data, continuing from crc (0 to start). */
+uint32_t qr__crc32c(uint32_t crc, const void *data, size_t size);
+
+#endif /* QR_UTIL_CRC32C_H */
