@@ -277,8 +277,9 @@ QR_API void qr_core_opts_default(struct qr_core_opts *opts, qr_node_id id);
 struct qr_core_state {
     struct qr_hard_state hard_state;
     const struct qr_snapshot_meta *snapshot; /* Borrows; NULL when none. */
-    const struct qr_entry *entries;          /* Borrows; consecutive, after the snapshot. The
-                                                core copies them. */
+    const struct qr_entry *entries;          /* Borrows; consecutive; entries at or below
+                                                the snapshot index are skipped. The core
+                                                copies them. */
     size_t entries_count;
     const struct qr_config *config; /* Borrows; the bootstrap configuration of a brand-new
                                        cluster (used only when there is no snapshot and no

@@ -666,11 +666,22 @@ int qr_core_step(struct qr_core *core, const struct qr_msg *m)
 
 /* ---- Lifecycle ---------------------------------------------------------------------- */
 
+/* Recovered entries at or below the snapshot are covered by it and skipped. */
+static size_t create_skip(const struct qr_core_state *state)
+{
+    size_t skip = 0;
+    while (state->snapshot != NULL && skip < state->entries_count &&
+           state->entries[skip].index <= state->snapshot->index) {
+        skip++;
+    }
+    return skip;
+}
+
 static int create_check_state(const struct qr_core_state *state, char *errmsg)
 {
     qr_index prev = state->snapshot != NULL ? state->snapshot->index : 0;
     qr_term prev_term = state->snapshot != NULL ? state->snapshot->term : 0;
-    for (size_t i = 0; i < state->entries_count; i++) {
+    for (size_t i = create_skip(state); i < state->entries_count; i++) {
         const struct qr_entry *e = &state->entries[i];
         if (e->index != prev + 1 || e->term < prev_term || e->term == 0) {
             return qr__errf(errmsg, QR_EINVAL,
@@ -749,7 +760,7 @@ static int create_restore(struct qr_core *core, const struct qr_core_state *stat
         core->has_snapshot = true;
         qr__log_reset(&core->log, state->snapshot->index, state->snapshot->term);
     }
-    for (size_t i = 0; i < state->entries_count; i++) {
+    for (size_t i = create_skip(state); i < state->entries_count; i++) {
         int rv = qr__log_append(&core->log, &state->entries[i]);
         if (rv != 0) {
             return rv;

@@ -214,10 +214,17 @@ static void leader_after_config_commit(struct qr_core *core)
     if (core->role != QR_ROLE_LEADER || core->commit < core->pending_config_index) {
         return;
     }
-    if (core->config.voters_old_count > 0 && core->has_joint_target) {
-        /* The joint configuration is committed: leave it (Raft thesis §4.3). */
+    if (core->config.voters_old_count > 0) {
+        /* The joint configuration is committed: leave it (Raft thesis §4.3). A leader
+         * elected during the change has no target of its own: it keeps the new voters
+         * and learners. */
+        struct qr_config next = core->config;
+        if (core->has_joint_target) {
+            next = core->joint_target;
+        }
+        next.voters_old_count = 0;
+        memset(next.voters_old, 0, sizeof(next.voters_old));
         core->has_joint_target = false;
-        struct qr_config next = core->joint_target;
         uint8_t buf[QR_CORE_CONFIG_SIZE_MAX];
         size_t size = qr_core_config_encoded_size(&next);
         qr_core_config_encode(&next, buf);
