@@ -156,6 +156,8 @@ struct qr_core {
     size_t reads_failed_count;
     bool soft_changed;
     bool ready_taken;          /* Between qr_core_ready and qr_core_advance. */
+    bool persisted_deferred;   /* qr_core_persisted came between ready and advance. */
+    bool append_pending;       /* Leader: broadcast appends when the next batch is taken. */
     qr_index ready_applied_to; /* Applied index after the handed-out batch. */
     bool ready_snapshot;       /* The handed-out batch installs `install`. */
     uint64_t dropped_count;    /* Messages dropped at a limit (for diagnostics). */

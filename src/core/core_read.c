@@ -54,7 +54,7 @@ static void start_round(struct qr_core *core)
 /* Releases the reads whose round a replication quorum confirmed. */
 void qr__core_reads_on_ack(struct qr_core *core)
 {
-    if (core->role != QR_ROLE_LEADER) {
+    if (core->role != QR_ROLE_LEADER || (core->reads_count == 0 && !core->read_round_open)) {
         return;
     }
     struct qr_match acks[QR_CORE_PROGRESS_MAX];
@@ -105,7 +105,7 @@ void qr__core_reads_on_ack(struct qr_core *core)
 /* Gives reads that wait for the leader's first commit their index and round. */
 static void reads_assign(struct qr_core *core)
 {
-    if (core->role != QR_ROLE_LEADER || !term_committed(core)) {
+    if (core->role != QR_ROLE_LEADER || core->reads_count == 0 || !term_committed(core)) {
         return;
     }
     bool any = false;

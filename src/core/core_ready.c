@@ -138,6 +138,7 @@ void qr__core_on_persisted(struct qr_core *core)
 {
     if (core->ready_taken) {
         /* Called between ready and advance: finish at advance, views must stay stable. */
+        core->persisted_deferred = true;
         return;
     }
     release_held(core);
@@ -163,8 +164,8 @@ static qr_index apply_limit(const struct qr_core *core)
 
 bool qr_core_has_ready(const struct qr_core *core)
 {
-    return core->outbox_count > 0 || core->chunks_count > 0 || core->reads_ready_count > 0 ||
-           core->reads_failed_count > 0 || core->soft_changed ||
+    return core->append_pending || core->outbox_count > 0 || core->chunks_count > 0 ||
+           core->reads_ready_count > 0 || core->reads_failed_count > 0 || core->soft_changed ||
            apply_limit(core) > core->applied || (!core->batch_in_flight && persist_dirty(core));
 }
 
@@ -233,6 +234,12 @@ void qr_core_ready(struct qr_core *core, struct qr_ready *rd)
 {
     QR_ASSERT(core != NULL && rd != NULL && !core->ready_taken);
     memset(rd, 0, sizeof(*rd));
+    if (core->append_pending) {
+        core->append_pending = false;
+        if (core->role == QR_ROLE_LEADER) {
+            qr__core_broadcast_append(core);
+        }
+    }
     ready_persist(core, rd);
     if (ready_messages(core, rd) != 0) {
         rd->messages_count = 0; /* Out of memory: the messages are dropped; peers retry. */
@@ -280,5 +287,8 @@ void qr_core_advance(struct qr_core *core)
     core->reads_failed_count = 0;
     core->soft_changed = false;
     /* A persisted report that arrived between ready and advance is finished now. */
-    qr__core_on_persisted(core);
+    if (core->persisted_deferred) {
+        core->persisted_deferred = false;
+        qr__core_on_persisted(core);
+    }
 }

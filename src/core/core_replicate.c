@@ -305,7 +305,7 @@ void qr__core_maybe_commit(struct qr_core *core)
     if (index > core->commit && qr__log_term(&core->log, index, &term) && term == core->term) {
         qr__core_commit_to(core, index);
         if (core->role == QR_ROLE_LEADER) { /* A removed leader steps down at commit. */
-            qr__core_broadcast_append(core);
+            core->append_pending = true;
         }
     }
 }
@@ -384,7 +384,9 @@ void qr__core_on_append_response(struct qr_core *core, const struct qr_msg *m)
     } else if (pr->state == QR__PROGRESS_SNAPSHOT && pr->match >= pr->snapshot_index) {
         become_probe(core, pr);
     }
-    qr__core_maybe_commit(core);
+    if (pr->match > core->commit) {
+        qr__core_maybe_commit(core);
+    }
     if (core->role != QR_ROLE_LEADER) {
         return;
     }
@@ -606,8 +608,7 @@ int qr_core_propose(struct qr_core *core, struct qr_buf data, qr_index *index_ou
     if (index_out != NULL) {
         *index_out = e.index;
     }
-    qr__core_broadcast_append(core);
-    qr__core_maybe_commit(core);
+    core->append_pending = true;
     qr__core_check_invariants(core);
     return 0;
 }

@@ -472,8 +472,11 @@ static qr_index group_committed_index(const struct qr_voting_group *g,
                                       const struct qr_match *matches,
                                       size_t matches_count)
 {
-    qr_index indexes[QR_VOTING_VOTERS_MAX] = {0};
+    qr_index indexes[QR_VOTING_VOTERS_MAX];
     uint32_t order[QR_VOTING_VOTERS_MAX];
+    for (uint32_t i = 0; i < g->voters_count; i++) {
+        indexes[i] = 0;
+    }
     for (size_t i = 0; i < matches_count; i++) {
         int at = group_find(g, matches[i].id);
         if (at >= 0 && matches[i].index > indexes[at]) {
