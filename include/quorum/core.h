@@ -261,7 +261,9 @@ struct qr_core_opts {
     bool check_quorum_disabled;     /* Check-quorum is on unless this is set. */
     uint32_t inflight_msgs_max;     /* Appends in flight per follower (default 256). */
     uint64_t inflight_bytes_max;    /* Entry bytes in flight per follower (default 16 MiB). */
-    uint64_t msg_bytes_max;         /* Entry bytes per APPEND (default 1 MiB). */
+    uint64_t msg_bytes_max;         /* Bytes per APPEND, payloads plus 32 per entry for
+                                       framing (default 1 MiB); one larger entry still
+                                       goes alone. */
     uint64_t uncommitted_bytes_max; /* Leader refuses proposals beyond (default 64 MiB). */
     uint64_t log_bytes_max;         /* In-memory log beyond the last snapshot (default
                                        256 MiB); proposals beyond it get QR_EBUSY. */

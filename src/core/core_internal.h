@@ -18,6 +18,8 @@
 /* Most messages waiting in the outbox or held for durability; past it they are dropped
  * (the protocol retries), never queued without bound. */
 #define QR_CORE_OUTBOX_MAX 65536
+/* Bytes of wire framing counted per entry when sizing an APPEND (the codec uses 24). */
+#define QR_CORE_ENTRY_OVERHEAD 32
 /* Most snapshot chunks received in one output batch. */
 #define QR_CORE_CHUNKS_MAX 64
 

@@ -107,10 +107,12 @@ static bool send_append(struct qr_core *core, struct qr__progress *pr, bool allo
     uint64_t bytes = 0;
     for (qr_index i = pr->next; i <= last; i++) {
         const struct qr_entry *e = qr__log_get(&core->log, i);
-        if (count > 0 && bytes + e->data.len > core->opts.msg_bytes_max) {
+        /* Count the framing of each entry too, so many tiny entries still fit a frame. */
+        uint64_t cost = e->data.len + QR_CORE_ENTRY_OVERHEAD;
+        if (count > 0 && bytes + cost > core->opts.msg_bytes_max) {
             break;
         }
-        bytes += e->data.len;
+        bytes += cost;
         count++;
         if (pr->state == QR__PROGRESS_PROBE) {
             break; /* Probing: one entry finds the match point as well as many. */
