@@ -232,6 +232,15 @@ int qr__core_on_snapshot(struct qr_core *core, const struct qr_msg *m)
         snapshot_reply(core, m, meta->size, true, false); /* We have all of it already. */
         return 0;
     }
+    qr_term have = 0;
+    if (qr__log_term(&core->log, meta->index, &have) && have == meta->term) {
+        /* Raft fig. 13: our log already holds the snapshot's last entry, so by log
+         * matching it holds everything the snapshot covers. Keep the log (its suffix may
+         * hold committed entries this node helps to keep durable) and commit up to it. */
+        qr__core_commit_to(core, meta->index);
+        snapshot_reply(core, m, meta->size, true, false);
+        return 0;
+    }
     if (m->offset == 0) {
         core->recv_active = true;
         core->recv_meta = *meta;
