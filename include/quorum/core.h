@@ -27,10 +27,11 @@
  *   while (qr_core_has_ready(core)) {
  *       struct qr_ready rd;
  *       qr_core_ready(core, &rd);
+ *       write rd.snapshot_chunks to the incoming snapshot (a chunk at offset 0 starts it
+ *             over; the last chunk and rd.snapshot may come in the same batch)
  *       if (rd.persist_seq != 0) { start writing rd.snapshot, rd.entries, rd.hard_state }
  *       send every rd.messages[i]  (safe at once: the core holds back any message that
  *                                    depends on data not yet durable)
- *       write rd.snapshot_chunks to the incoming snapshot file
  *       apply rd.committed in order; serve rd.reads once applied >= read.index
  *       qr_core_advance(core);
  *   }
@@ -201,17 +202,21 @@ struct qr_snapshot_chunk {
 
 /**
  * The output batch. Every pointer is a view owned by the core, valid until
- * qr_core_advance(). Order of work for the driver: start persisting
- * (snapshot, then entries, then hard state, as one atomic-enough batch: a
- * crash may lose the batch or tear its tail, never reorder it), send messages,
- * write snapshot chunks, apply committed entries, serve reads, then advance.
+ * qr_core_advance(). Order of work for the driver: write snapshot chunks,
+ * start persisting (snapshot, then entries, then hard state: a crash may lose
+ * the batch or keep any prefix of it, never reorder it; a log whose last term
+ * is newer than the stored hard state is repaired at qr_core_create), send
+ * messages, apply committed entries, serve reads, then advance.
  */
 struct qr_ready {
     /* Persist batch. 0 means nothing to persist; otherwise report completion with
      * qr_core_persisted(core, persist_seq). */
     uint64_t persist_seq;
     /* Snapshot received in full and verified: persist it and restore the state machine
-     * from it BEFORE applying any entry of `committed`. NULL when none. */
+     * from it BEFORE applying any entry of `committed`. The stored log is then discarded
+     * entirely: the snapshot replaces it (the core keeps a log that already holds the
+     * snapshot's last entry and then sends no snapshot at all). At most one install is
+     * pending at a time. NULL when none. */
     const struct qr_snapshot_meta *snapshot;
     /* Entries to persist. Any stored entry with index >= entries[0].index is replaced
      * (a conflicting suffix is truncated). */
@@ -335,8 +340,9 @@ QR_API int qr_core_read_index(struct qr_core *core, uint64_t request_id);
 
 /**
  * Change membership (leader only): moves from the current configuration to one with
- * `voters` and `learners`. A change of more than one voter goes through a joint
- * configuration; the core leaves it automatically once it commits.
+ * `voters` and `learners`. Every change of the voter set goes through a joint
+ * configuration (old AND new majorities); the core leaves it automatically once it
+ * commits, also after a leader change. A change of learners only is direct.
  * @param next  Borrows; voters_old must be empty.
  * @return 0, QR_ENOTLEADER, QR_EBUSY (a change is still in progress),
  *         QR_EINVAL (invalid configuration: errmsg says why).

@@ -693,10 +693,7 @@ static int create_check_state(const struct qr_core_state *state, char *errmsg)
         prev = e->index;
         prev_term = e->term;
     }
-    if (prev_term > state->hard_state.term) {
-        return qr__errf(errmsg, QR_EINVAL, "core: log term %llu is newer than hard state term %llu",
-                        (unsigned long long)prev_term, (unsigned long long)state->hard_state.term);
-    }
+    /* A log term newer than the hard state's is repaired in create_restore. */
     return 0;
 }
 
@@ -772,6 +769,14 @@ static int create_restore(struct qr_core *core, const struct qr_core_state *stat
     core->applied = core->log.offset;
     core->commit = state->hard_state.commit > last ? last : state->hard_state.commit;
     core->commit = core->commit < core->log.offset ? core->log.offset : core->commit;
+    /* A crash can keep a batch's entries but not its hard state. The entry's term was
+     * ours, and no vote of that term left this node (grants wait for a durable hard
+     * state), so adopting the term without a vote is safe. */
+    if (qr__log_last_term(&core->log) > core->term) {
+        core->term = qr__log_last_term(&core->log);
+        core->vote = 0;
+        core->hard_state_dirty = true;
+    }
     int rv = create_config(core, state);
     if (rv != 0) {
         return qr__errf(errmsg, rv, "core: recovered configuration is invalid");

@@ -351,6 +351,12 @@ static void on_append_reject(struct qr_core *core, struct qr__progress *pr, cons
     }
     qr_index next = m->hint_index < m->index ? m->hint_index : m->index;
     next = find_conflict_by_term(core, next, m->hint_term);
+    if (core->has_snapshot && (m->index <= core->log.offset || next < core->log.offset)) {
+        /* It does not match even at our compaction point: only a snapshot helps. */
+        become_snapshot(core, pr);
+        qr__core_send_snapshot_chunk(core, pr);
+        return;
+    }
     become_probe(core, pr);
     pr->next = next + 1 > pr->match + 1 ? next + 1 : pr->match + 1;
     send_append(core, pr, true);
@@ -387,9 +393,12 @@ void qr__core_on_append_response(struct qr_core *core, const struct qr_msg *m)
         become_probe(core, pr);
     }
     if (pr->match > core->commit) {
+        qr_node_id id = pr->id;
         qr__core_maybe_commit(core);
+        /* Committing may apply a configuration that moves or frees progress records. */
+        pr = core->role == QR_ROLE_LEADER ? qr__core_progress(core, id) : NULL;
     }
-    if (core->role != QR_ROLE_LEADER) {
+    if (pr == NULL || core->role != QR_ROLE_LEADER) {
         return;
     }
     maybe_send_timeout_now(core, pr);
@@ -416,9 +425,12 @@ void qr__core_on_heartbeat_response(struct qr_core *core, const struct qr_msg *m
         pr->read_acked = m->context;
         qr__core_reads_on_ack(core);
     }
-    if (pr->state == QR__PROGRESS_REPLICATE && inflight_full(core, pr)) {
-        /* A full window with a live follower: messages were lost; resend from match. */
-        become_probe(core, pr);
+    if (pr->state == QR__PROGRESS_REPLICATE && inflight_full(core, pr) && pr->inflight_count > 0) {
+        /* A full window with a live follower: free one slot so replication keeps moving
+         * (a follower that lost appends rejects the next one and we probe back). */
+        pr->inflight_bytes -= pr->inflights[pr->inflight_start].bytes;
+        pr->inflight_start = (pr->inflight_start + 1) % core->opts.inflight_msgs_max;
+        pr->inflight_count--;
     }
     if (pr->match < qr__log_last_index(&core->log) || pr->state == QR__PROGRESS_SNAPSHOT) {
         if (pr->state == QR__PROGRESS_SNAPSHOT) {

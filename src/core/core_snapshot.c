@@ -138,6 +138,9 @@ void qr__core_on_snapshot_response(struct qr_core *core, const struct qr_msg *m)
     if (pr->state != QR__PROGRESS_SNAPSHOT || m->index != pr->snapshot_index) {
         return;
     }
+    if (!m->reject && !m->last_chunk && pr->snapshot_sent && m->offset <= pr->snapshot_offset) {
+        return; /* A duplicate or stale answer: the chunk in flight answers for itself. */
+    }
     pr->snapshot_sent = false;
     if (m->reject) {
         pr->snapshot_offset = 0;
@@ -231,6 +234,9 @@ int qr__core_on_snapshot(struct qr_core *core, const struct qr_msg *m)
     if (meta->index <= core->commit) {
         snapshot_reply(core, m, meta->size, true, false); /* We have all of it already. */
         return 0;
+    }
+    if (core->install_pending) {
+        return 0; /* One install at a time: the leader resends once this one is handed out. */
     }
     qr_term have = 0;
     if (qr__log_term(&core->log, meta->index, &have) && have == meta->term) {
