@@ -8,8 +8,11 @@
 #define QUORUM_H
 
 #include "quorum/alloc.h"
+#include "quorum/core.h"
 #include "quorum/err.h"
 #include "quorum/log.h"
+#include "quorum/node.h"
+#include "quorum/storage.h"
 #include "quorum/types.h"
 #include "quorum/voting.h"
 

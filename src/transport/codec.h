@@ -93,8 +93,11 @@ enum qr_frame_type {
     QR_FRAME_HELLO = 1, /* Handshake: who I am and my challenge (handshake.h). */
     QR_FRAME_PROOF = 2, /* Handshake: the answer to the peer's challenge (handshake.h). */
     QR_FRAME_MSG = 3,   /* One core message (qr__codec_decode). */
+    /* Node runtime frames, opaque here (node/node_wire.c encodes and checks the body). */
+    QR_FRAME_FORWARD = 4,     /* A follower hands a client command to the leader. */
+    QR_FRAME_FORWARD_ACK = 5, /* The leader's answer: the index and term it got, or why not. */
 };
-#define QR_FRAME_TYPE_MAX QR_FRAME_MSG
+#define QR_FRAME_TYPE_MAX QR_FRAME_FORWARD_ACK
 
 /** A complete frame handed out by a reader. */
 struct qr_frame {

@@ -326,6 +326,8 @@ int qr__handshake_on_frame(struct qr_handshake *hs,
     case QR_FRAME_PROOF:
         return qr__handshake_on_proof(hs, frame->body.base, frame->body.len);
     case QR_FRAME_MSG:
+    case QR_FRAME_FORWARD:
+    case QR_FRAME_FORWARD_ACK:
         return refuse_order(hs, "a message");
     }
     return refuse_order(hs, "an unknown frame"); /* The frame reader lets none through. */

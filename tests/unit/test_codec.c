@@ -818,7 +818,7 @@ static void test_frame_reader_refuses_bad_headers_with_distinct_codes(void **sta
         {7, 0x80, QR_EPROTO,
          "peer frame at byte 1234: reserved header bytes 6-7 are 0x8000, not zero"},
         {5, QR_FRAME_MSG ^ 0, QR_EPROTO, "peer frame at byte 1234: unknown frame type 0"},
-        {5, QR_FRAME_MSG ^ 4, QR_EPROTO, "peer frame at byte 1234: unknown frame type 4"},
+        {5, QR_FRAME_MSG ^ 6, QR_EPROTO, "peer frame at byte 1234: unknown frame type 6"},
         {8, 1, QR_ECORRUPT, "peer frame at byte 1234: crc 0x"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
