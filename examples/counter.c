@@ -373,6 +373,12 @@ static int app_start(struct app *app, const struct flags *f)
 
 int main(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+    }
     struct flags f;
     if (parse_flags(&f, argc, argv) != 0) {
         usage(stderr);

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The README's first command: installs dependencies, builds, and runs the main
-# job. At this stage of the project that is the quorum analysis of the
-# original specification's example, Quorum(num_nodes=3, fault_tolerance=1),
-# next to the configurations users most often weigh it against.
+# job: the quorum analysis of the original specification's example,
+# Quorum(num_nodes=3, fault_tolerance=1), then a real local 3-node cluster
+# (examples/counter on 127.0.0.1): election, replication, SIGKILL of the
+# leader, re-election, restart and catch-up, clean stop. quorumd, the Redis-
+# protocol server, replaces the counter here once it lands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -23,3 +25,9 @@ echo "== quorumctl analyze --nodes 3 --fault-tolerance 2"
 set +e
 "$ctl" analyze --nodes 3 --fault-tolerance 2
 echo "(exit code $?)"
+set -e
+echo
+echo "== a local 3-node cluster: three examples/counter processes on 127.0.0.1 replicate a"
+echo "== counter through libquorum; the leader is SIGKILLed, a new one takes over, the old"
+echo "== one restarts and catches up through a snapshot, then all stop by PID:"
+tests/node/test_cluster.sh build/release/examples/counter

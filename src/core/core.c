@@ -561,11 +561,12 @@ static bool msg_is_valid(const struct qr_core *core, const struct qr_msg *m)
         m->from == core->opts.id || m->to != core->opts.id) {
         return false;
     }
-    if (m->entries_count > 0 && m->entries == NULL) {
-        return false;
+    if (m->entries_count > 0 && (m->entries == NULL || m->entries[0].term < m->log_term)) {
+        return false; /* Entries never have a lower term than the entry they follow. */
     }
     if (m->type == QR_MSG_SNAPSHOT && (m->snapshot == NULL || m->data.len != m->chunk_size ||
-                                       (m->data.len > 0 && m->data.base == NULL))) {
+                                       (m->data.len > 0 && m->data.base == NULL) ||
+                                       m->snapshot->term > m->term || m->snapshot->index == 0)) {
         return false;
     }
     for (size_t i = 0; i < m->entries_count; i++) {
