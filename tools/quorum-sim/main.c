@@ -222,7 +222,8 @@ static void crash_note_set(const struct qr_sim_opts *opts)
     char faults[128] = "";
     if (opts->is_faults_exact) {
         (void)snprintf(faults, sizeof(faults), " --faults ");
-        qr__sim_faults_format(opts->faults, faults + 9, sizeof(faults) - 9);
+        size_t at = strlen(faults); /* Format the list after the flag and its space. */
+        qr__sim_faults_format(opts->faults, faults + at, sizeof(faults) - at);
     }
     char nodes[32] = "";
     if (opts->nodes_count != 0) {
