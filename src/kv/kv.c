@@ -21,6 +21,7 @@
 #include "util/crc32c.h"
 #include "util/endian.h"
 #include "util/err.h"
+#include "util/parse.h"
 
 #define TABLE_CAPACITY_MIN 16
 /* The table never holds more than this many slots: twice the largest key count. */
@@ -370,38 +371,7 @@ int qr__kv_apply(struct qr_kv *kv, const struct qr_kv_cmd *cmd, struct qr_kv_res
 
 bool qr__kv_parse_int(const uint8_t *text, size_t size, int64_t *value_out)
 {
-    if (size == 0 || size > QR_KV_INT_TEXT_SIZE_MAX || text == NULL) {
-        return false;
-    }
-    bool is_negative = text[0] == '-';
-    size_t start = is_negative ? 1 : 0;
-    if (start == size) {
-        return false;
-    }
-    /* Canonical only: "0" but not "00", "01" or "-0". */
-    if (text[start] == '0' && (size - start > 1 || is_negative)) {
-        return false;
-    }
-    uint64_t limit = is_negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    uint64_t magnitude = 0;
-    for (size_t i = start; i < size; i++) {
-        if (text[i] < '0' || text[i] > '9') {
-            return false;
-        }
-        uint64_t digit = (uint64_t)(text[i] - '0');
-        if (magnitude > (limit - digit) / 10) {
-            return false;
-        }
-        magnitude = magnitude * 10 + digit;
-    }
-    if (!is_negative) {
-        *value_out = (int64_t)magnitude;
-    } else if (magnitude == (uint64_t)INT64_MAX + 1) {
-        *value_out = INT64_MIN;
-    } else {
-        *value_out = -(int64_t)magnitude;
-    }
-    return true;
+    return size <= QR_KV_INT_TEXT_SIZE_MAX && qr__parse_i64_canonical(text, size, value_out);
 }
 
 size_t qr__kv_format_int(int64_t value, uint8_t *text)

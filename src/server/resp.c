@@ -17,6 +17,7 @@
 #include "util/alloc.h"
 #include "util/assert.h"
 #include "util/err.h"
+#include "util/parse.h"
 
 /* Smallest argument buffer allocated; one covers a typical command and is kept. */
 #define ARENA_SIZE_MIN ((size_t)256)
@@ -236,44 +237,10 @@ static void command_yield(struct qr_resp_parser *p, struct qr_resp_command *comm
 /* Multibulk                                                                            */
 /* ------------------------------------------------------------------------------------ */
 
-/*
- * Canonical decimal int64 as Redis's string2ll accepts it: "0", or an optional '-' and a
- * non-zero digit first; no '+', no spaces, no overflow.
- */
+/* Canonical decimal int64 as Redis's string2ll accepts it (util/parse.h). */
 static bool header_parse(const uint8_t *text, size_t size, int64_t *value_out)
 {
-    if (size == 0) {
-        return false;
-    }
-    bool is_negative = text[0] == '-';
-    size_t i = is_negative ? 1 : 0;
-    if (i == size) {
-        return false;
-    }
-    if (text[i] == '0') {
-        *value_out = 0;
-        return size == 1;
-    }
-    uint64_t limit = is_negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    uint64_t magnitude = 0;
-    for (; i < size; i++) {
-        if (text[i] < '0' || text[i] > '9') {
-            return false;
-        }
-        uint64_t digit = (uint64_t)(text[i] - '0');
-        if (magnitude > (limit - digit) / 10) {
-            return false;
-        }
-        magnitude = magnitude * 10 + digit;
-    }
-    if (!is_negative) {
-        *value_out = (int64_t)magnitude;
-    } else if (magnitude == (uint64_t)INT64_MAX + 1) {
-        *value_out = INT64_MIN;
-    } else {
-        *value_out = -(int64_t)magnitude;
-    }
-    return true;
+    return qr__parse_i64_canonical(text, size, value_out);
 }
 
 /*

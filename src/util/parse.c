@@ -111,3 +111,38 @@ int qr__parse_u32_list(const char *text,
     *values_count_out = count;
     return 0;
 }
+
+bool qr__parse_i64_canonical(const uint8_t *text, size_t size, int64_t *value_out)
+{
+    if (size == 0 || text == NULL) {
+        return false;
+    }
+    bool is_negative = text[0] == '-';
+    size_t start = is_negative ? 1 : 0;
+    if (start == size || (text[start] == '0' && (size - start > 1 || is_negative))) {
+        return false;
+    }
+    uint64_t limit = is_negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    uint64_t magnitude = 0;
+    for (size_t i = start; i < size; i++) {
+        if (text[i] < '0' || text[i] > '9') {
+            return false;
+        }
+        uint64_t digit = (uint64_t)(text[i] - '0');
+        if (magnitude > (limit - digit) / 10) {
+            return false;
+        }
+        magnitude = magnitude * 10 + digit;
+    }
+    if (value_out == NULL) {
+        return true; /* Only the check was wanted. */
+    }
+    if (!is_negative) {
+        *value_out = (int64_t)magnitude;
+    } else if (magnitude == (uint64_t)INT64_MAX + 1) {
+        *value_out = INT64_MIN;
+    } else {
+        *value_out = -(int64_t)magnitude;
+    }
+    return true;
+}

@@ -9,6 +9,7 @@
 #ifndef QR_UTIL_PARSE_H
 #define QR_UTIL_PARSE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,5 +28,13 @@ int qr__parse_u32_list(const char *text,
                        size_t values_max,
                        size_t *values_count_out,
                        char *errmsg);
+
+/*
+ * Canonical decimal int64 as Redis's string2ll accepts it: "0", or an optional '-' and a
+ * non-zero first digit; no '+', no spaces, no leading zeros, no "-0", no overflow.
+ * Binary-safe (size bytes, no NUL needed). Returns false on anything else. value_out may
+ * be NULL when only the check is wanted.
+ */
+bool qr__parse_i64_canonical(const uint8_t *text, size_t size, int64_t *value_out);
 
 #endif /* QR_UTIL_PARSE_H */

@@ -149,6 +149,34 @@ static void test_parse_list_counts_items_and_names_the_bad_one(void **state)
         QR_EINVAL);
 }
 
+static void test_parse_i64_canonical_accepts_only_redis_integers(void **state)
+{
+    (void)state;
+    int64_t v = 5;
+    static const char *const good[] = {"0", "7", "-7", "9223372036854775807",
+                                       "-9223372036854775808"};
+    static const int64_t want[] = {0, 7, -7, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        assert_true(qr__parse_i64_canonical((const uint8_t *)good[i], strlen(good[i]), &v));
+        assert_true(v == want[i]);
+    }
+    static const char *const bad[] = {"",
+                                      "-",
+                                      "00",
+                                      "01",
+                                      "-0",
+                                      "+1",
+                                      " 1",
+                                      "1 ",
+                                      "1x",
+                                      "9223372036854775808",
+                                      "-9223372036854775809"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_false(qr__parse_i64_canonical((const uint8_t *)bad[i], strlen(bad[i]), &v));
+    }
+    assert_true(qr__parse_i64_canonical((const uint8_t *)"12", 2, NULL));
+}
+
 static void test_rng_same_seed_gives_same_sequence(void **state)
 {
     (void)state;
@@ -275,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_parse_u64_refuses_everything_else),
         cmocka_unit_test(test_parse_double_accepts_decimals_and_refuses_nan),
         cmocka_unit_test(test_parse_list_counts_items_and_names_the_bad_one),
+        cmocka_unit_test(test_parse_i64_canonical_accepts_only_redis_integers),
         cmocka_unit_test(test_rng_same_seed_gives_same_sequence),
         cmocka_unit_test(test_rng_bounded_values_stay_in_range_and_cover_it),
         cmocka_unit_test(test_assert_fires_on_false_and_not_on_true),
