@@ -146,3 +146,27 @@ bool qr__parse_i64_canonical(const uint8_t *text, size_t size, int64_t *value_ou
     }
     return true;
 }
+
+bool qr__flag_is(const char *arg, const char *name)
+{
+    size_t len = strlen(name);
+    return strncmp(arg, name, len) == 0 && (arg[len] == '\0' || arg[len] == '=');
+}
+
+const char *qr__flag_value(int argc, char *const *argv, int *i, const char *name)
+{
+    QR_ASSERT(i != NULL && *i < argc);
+    const char *arg = argv[*i];
+    size_t len = strlen(name);
+    if (strncmp(arg, name, len) != 0) {
+        return NULL;
+    }
+    if (arg[len] == '=') {
+        return arg + len + 1;
+    }
+    if (arg[len] == '\0' && *i + 1 < argc) {
+        *i += 1;
+        return argv[*i];
+    }
+    return NULL;
+}

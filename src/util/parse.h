@@ -37,4 +37,12 @@ int qr__parse_u32_list(const char *text,
  */
 bool qr__parse_i64_canonical(const uint8_t *text, size_t size, int64_t *value_out);
 
+/* Whether argument `arg` is flag `name`, as "--name" or "--name=value". */
+bool qr__flag_is(const char *arg, const char *name);
+/*
+ * The value of flag `name` at argv[*i], given as "--name=value" or "--name value" (then
+ * *i moves to the value). NULL when argv[*i] is not that flag or the value is missing.
+ */
+const char *qr__flag_value(int argc, char *const *argv, int *i, const char *name);
+
 #endif /* QR_UTIL_PARSE_H */

@@ -177,6 +177,26 @@ static void test_parse_i64_canonical_accepts_only_redis_integers(void **state)
     assert_true(qr__parse_i64_canonical((const uint8_t *)"12", 2, NULL));
 }
 
+static void test_flag_value_takes_both_spellings_and_refuses_a_missing_value(void **state)
+{
+    (void)state;
+    char *argv[] = {"--nodes=3", "--nodes", "5", "--nodesx", "--p-fail"};
+    int argc = 5;
+    int i = 0;
+    assert_true(qr__flag_is(argv[0], "--nodes"));
+    assert_string_equal(qr__flag_value(argc, argv, &i, "--nodes"), "3");
+    assert_int_equal(i, 0);
+    i = 1;
+    assert_string_equal(qr__flag_value(argc, argv, &i, "--nodes"), "5");
+    assert_int_equal(i, 2);
+    i = 3;
+    assert_false(qr__flag_is(argv[3], "--nodes"));
+    assert_null(qr__flag_value(argc, argv, &i, "--nodes"));
+    i = 4;
+    assert_null(qr__flag_value(argc, argv, &i, "--p-fail")); /* Last word: no value. */
+    assert_int_equal(i, 4);
+}
+
 static void test_rng_same_seed_gives_same_sequence(void **state)
 {
     (void)state;
@@ -304,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_parse_double_accepts_decimals_and_refuses_nan),
         cmocka_unit_test(test_parse_list_counts_items_and_names_the_bad_one),
         cmocka_unit_test(test_parse_i64_canonical_accepts_only_redis_integers),
+        cmocka_unit_test(test_flag_value_takes_both_spellings_and_refuses_a_missing_value),
         cmocka_unit_test(test_rng_same_seed_gives_same_sequence),
         cmocka_unit_test(test_rng_bounded_values_stay_in_range_and_cover_it),
         cmocka_unit_test(test_assert_fires_on_false_and_not_on_true),

@@ -64,29 +64,6 @@ static void usage(FILE *out)
         QR_SIM_TICKS_MAX, QR_SIM_TICKS_DEFAULT);
 }
 
-/* The value of a flag given as "--flag value" or "--flag=value"; NULL when missing. */
-static const char *flag_value(int argc, char **argv, int *i, const char *arg, const char *flag)
-{
-    size_t len = strlen(flag);
-    if (strncmp(arg, flag, len) != 0) {
-        return NULL;
-    }
-    if (arg[len] == '=') {
-        return arg + len + 1;
-    }
-    if (arg[len] == '\0' && *i + 1 < argc) {
-        *i += 1;
-        return argv[*i];
-    }
-    return NULL;
-}
-
-static bool is_flag(const char *arg, const char *flag)
-{
-    size_t len = strlen(flag);
-    return strncmp(arg, flag, len) == 0 && (arg[len] == '\0' || arg[len] == '=');
-}
-
 static int parse_value(struct args *a, const char *flag, const char *value, char *errmsg)
 {
     uint64_t v = 0;
@@ -146,7 +123,7 @@ static int parse_args(int argc, char **argv, struct args *a, char *errmsg)
             continue;
         }
         size_t k = 0;
-        while (k < sizeof(valued) / sizeof(valued[0]) && !is_flag(arg, valued[k])) {
+        while (k < sizeof(valued) / sizeof(valued[0]) && !qr__flag_is(arg, valued[k])) {
             k++;
         }
         if (k == sizeof(valued) / sizeof(valued[0])) {
@@ -154,7 +131,7 @@ static int parse_args(int argc, char **argv, struct args *a, char *errmsg)
                            arg);
             return QR_EINVAL;
         }
-        const char *value = flag_value(argc, argv, &i, arg, valued[k]);
+        const char *value = qr__flag_value(argc, argv, &i, valued[k]);
         if (value == NULL) {
             (void)snprintf(errmsg, QR_ERRMSG_SIZE, "%s needs a value", valued[k]);
             return QR_EINVAL;

@@ -43,30 +43,6 @@ void ctl_analyze_usage(FILE *out)
         QR_VOTING_VOTERS_MAX, QR_VOTING_WEIGHT_MAX, P_FAIL_DEFAULT);
 }
 
-/* Splits "--name=value" or "--name value"; returns the value or NULL when missing. */
-static const char *flag_value(int argc, char *const *argv, int *i, const char *name)
-{
-    const char *arg = argv[*i];
-    size_t len = strlen(name);
-    if (strncmp(arg, name, len) != 0) {
-        return NULL;
-    }
-    if (arg[len] == '=') {
-        return arg + len + 1;
-    }
-    if (arg[len] == '\0' && *i + 1 < argc) {
-        *i += 1;
-        return argv[*i];
-    }
-    return NULL;
-}
-
-static bool flag_is(const char *arg, const char *name)
-{
-    size_t len = strlen(name);
-    return strncmp(arg, name, len) == 0 && (arg[len] == '\0' || arg[len] == '=');
-}
-
 static int
 parse_one(int argc, char *const *argv, int *i, struct ctl_analyze_args *args, char *errmsg)
 {
@@ -86,13 +62,14 @@ parse_one(int argc, char *const *argv, int *i, struct ctl_analyze_args *args, ch
         "--nodes",           "--fault-tolerance",    "--model", "--weights",
         "--election-quorum", "--replication-quorum", "--p-fail"};
     size_t which = 0;
-    while (which < sizeof(with_value) / sizeof(with_value[0]) && !flag_is(arg, with_value[which])) {
+    while (which < sizeof(with_value) / sizeof(with_value[0]) &&
+           !qr__flag_is(arg, with_value[which])) {
         which++;
     }
     if (which == sizeof(with_value) / sizeof(with_value[0])) {
         return qr__errf(errmsg, QR_EINVAL, "unknown option '%.40s' (see --help)", arg);
     }
-    value = flag_value(argc, argv, i, with_value[which]);
+    value = qr__flag_value(argc, argv, i, with_value[which]);
     if (value == NULL) {
         return qr__errf(errmsg, QR_EINVAL, "%s needs a value", with_value[which]);
     }
