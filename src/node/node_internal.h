@@ -19,8 +19,11 @@
 #include "quorum/node.h"
 #include "transport/codec.h"
 #include "transport/handshake.h"
+#include "util/address.h"
 #include "util/assert.h"
 #include "util/rng.h"
+
+_Static_assert(QR_ADDRESS_SIZE == QR_NODE_ADDRESS_SIZE, "one address size");
 
 /* Peer connections accepted but not yet authenticated; more are closed at once. */
 #define QR__NODE_PENDING_CONNS_MAX 64
@@ -322,8 +325,6 @@ int qr__node_peer_send_frame(struct qr_node *node,
 void qr__node_peers_flush(struct qr_node *node);
 /* Close connections whose handshake is overdue. */
 void qr__node_peers_tick(struct qr_node *node);
-/* Parse "host:port" and resolve it (blocking getaddrinfo). */
-int qr__node_address_resolve(const char *text, struct sockaddr_storage *addr_out, char *errmsg);
 
 /* ---- node_request.c ---- */
 

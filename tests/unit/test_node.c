@@ -219,12 +219,12 @@ static void test_address_resolve_accepts_and_refuses(void **state)
     (void)state;
     struct sockaddr_storage addr;
     char errmsg[QR_ERRMSG_SIZE];
-    assert_int_equal(qr__node_address_resolve("127.0.0.1:7001", &addr, errmsg), 0);
+    assert_int_equal(qr__address_resolve("127.0.0.1:7001", &addr, errmsg), 0);
     assert_int_equal(addr.ss_family, AF_INET);
     assert_int_equal(ntohs(((struct sockaddr_in *)&addr)->sin_port), 7001);
-    assert_int_equal(qr__node_address_resolve("[::1]:7002", &addr, errmsg), 0);
+    assert_int_equal(qr__address_resolve("[::1]:7002", &addr, errmsg), 0);
     assert_int_equal(addr.ss_family, AF_INET6);
-    assert_int_equal(qr__node_address_resolve("localhost:7003", &addr, errmsg), 0);
+    assert_int_equal(qr__address_resolve("localhost:7003", &addr, errmsg), 0);
     const char *bad[] = {"",
                          "7001",
                          ":7001",
@@ -235,10 +235,10 @@ static void test_address_resolve_accepts_and_refuses(void **state)
                          "127.0.0.1:-1",
                          "[]:7001"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(qr__node_address_resolve(bad[i], &addr, errmsg), QR_EINVAL);
+        assert_int_equal(qr__address_resolve(bad[i], &addr, errmsg), QR_EINVAL);
         assert_non_null(strstr(errmsg, "address"));
     }
-    assert_int_equal(qr__node_address_resolve(NULL, &addr, errmsg), QR_EINVAL);
+    assert_int_equal(qr__address_resolve(NULL, &addr, errmsg), QR_EINVAL);
 }
 
 /* ---- A state machine ----------------------------------------------------------------------- */
