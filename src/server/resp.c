@@ -1141,6 +1141,17 @@ int qr__resp_write_command(struct qr_resp_writer *writer,
     return 0;
 }
 
+int qr__resp_write_raw(struct qr_resp_writer *writer, const uint8_t *data, size_t len)
+{
+    QR_ASSERT(writer != NULL && (data != NULL || len == 0));
+    int rv = writer_reserve(writer, len);
+    if (rv != 0) {
+        return rv;
+    }
+    writer_put(writer, data, len);
+    return 0;
+}
+
 struct qr_buf qr__resp_writer_pending(const struct qr_resp_writer *writer)
 {
     QR_ASSERT(writer != NULL);

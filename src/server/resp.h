@@ -252,6 +252,12 @@ int qr__resp_write_command(struct qr_resp_writer *writer,
                            const struct qr_buf *args,
                            size_t args_count);
 
+/**
+ * Bytes that already are whole replies (made by another writer), appended as they are.
+ * @param data  Borrows len bytes; NULL allowed when len is 0.
+ */
+int qr__resp_write_raw(struct qr_resp_writer *writer, const uint8_t *data, size_t len);
+
 /** The pending bytes: a view valid until the next call on the writer. */
 struct qr_buf qr__resp_writer_pending(const struct qr_resp_writer *writer);
 
