@@ -12,8 +12,11 @@
  *     depends on unsynced data); committed entries are applied to the application's state
  *     machine, struct qr_fsm; confirmed reads are answered;
  *   - peers are authenticated with the cluster secret before any message is accepted;
- *   - a snapshot of the state machine is taken every snapshot_entries applied entries, and
- *     the log before it is released.
+ *   - a snapshot of the state machine is taken by log size: once snapshot_entries entries
+ *     were applied since the last one AND their bytes reach the size of the last snapshot
+ *     (so that writing snapshots never costs more than the log they replace, whatever the
+ *     size of the state), or at the latest after 16 x snapshot_entries entries; the log
+ *     before it is then released.
  *
  * Typical use:
  *
@@ -140,8 +143,8 @@ struct qr_node_opts {
     enum qr_storage_sync sync;              /* Default QR_STORAGE_SYNC_ALWAYS. */
     uint32_t tick_ms;                       /* Milliseconds per core tick (default 100). */
     uint32_t election_ticks;                /* Election timeout in ticks (default 10). */
-    uint64_t snapshot_entries;              /* Entries applied between snapshots (default
-                                               10000). */
+    uint64_t snapshot_entries;              /* Fewest entries applied between snapshots
+                                               (default 10000); see the policy above. */
     uint64_t snapshot_trailing;             /* Entries kept before a snapshot for followers
                                                a little behind (default 1000). */
     uint32_t request_timeout_ms;            /* Proposals and reads fail with QR_ETIMEDOUT

@@ -29,6 +29,12 @@
 #define NODE_PEER_QUEUE_SIZE_DEFAULT    ((uint64_t)64 << 20)
 #define NODE_SNAPSHOT_SIZE_MAX_DEFAULT  ((uint64_t)1 << 30)
 
+/* Snapshot at the latest after this many times snapshot_entries (bounds the log in memory
+   when the state is much larger than what is written). */
+#define NODE_SNAPSHOT_CAP_FACTOR 16
+/* Bytes an entry costs beyond its data (index, term, framing), for the snapshot policy. */
+#define NODE_ENTRY_OVERHEAD_SIZE 32
+
 _Static_assert(QR__NODE_BACKOFF_MS_MIN < QR__NODE_BACKOFF_MS_MAX, "backoff grows");
 
 void qr_node_opts_default(struct qr_node_opts *opts)
@@ -97,6 +103,8 @@ void qr__node_snapshot_set(struct qr_node *node, qr_index index, struct qr__node
     node->snapshot = bytes;
     node->snapshot_index = index;
     node->snapshot_next = index + node->opts.snapshot_entries;
+    node->snapshot_cap = index + NODE_SNAPSHOT_CAP_FACTOR * node->opts.snapshot_entries;
+    node->applied_bytes = 0;
 }
 
 /* ---- Options ---------------------------------------------------------------------------- */
@@ -309,6 +317,7 @@ int qr_node_create(struct uv_loop_s *loop,
     node->data_dir = qr_strdup(opts->data_dir);
     node->opts.data_dir = node->data_dir;
     node->snapshot_next = node->opts.snapshot_entries;
+    node->snapshot_cap = NODE_SNAPSHOT_CAP_FACTOR * node->opts.snapshot_entries;
     qr__rng_seed(&node->rng, uv_hrtime() ^ opts->id);
     qr__node_requests_init(node);
     rv = node->data_dir == NULL ? qr__errf(errmsg, QR_ENOMEM, "node: out of memory") : 0;
@@ -513,6 +522,7 @@ static int node_apply(struct qr_node *node, const struct qr_ready *rd, char *err
             }
         }
         node->applied = e->index;
+        node->applied_bytes += e->data.len + NODE_ENTRY_OVERHEAD_SIZE;
         qr__node_requests_applied(node, e, result);
     }
     return 0;
@@ -580,6 +590,11 @@ static int node_snapshot_take(struct qr_node *node)
 static void node_maybe_snapshot(struct qr_node *node)
 {
     if (node->snapshot_running || node->fatal_err != 0 || node->applied < node->snapshot_next) {
+        return;
+    }
+    /* By log size: a large state is written only once the log it replaces is as large. */
+    uint64_t last_size = node->snapshot != NULL ? node->snapshot->buf.len : 0;
+    if (node->applied_bytes < last_size && node->applied < node->snapshot_cap) {
         return;
     }
     if (node_snapshot_take(node) != 0) {

@@ -242,7 +242,10 @@ struct qr_node {
     /* Snapshots. */
     struct qr__node_bytes *snapshot; /* Bytes of the core's current snapshot, or NULL. */
     qr_index snapshot_index;         /* Their index (0: none). */
-    qr_index snapshot_next;          /* Take a local snapshot once applied reaches it. */
+    qr_index snapshot_next;          /* Take a local snapshot once applied reaches it... */
+    uint64_t applied_bytes;          /* ... and the bytes applied since the last snapshot
+                                        reach its size (or applied reaches snapshot_cap). */
+    qr_index snapshot_cap;           /* Snapshot at the latest when applied reaches it. */
     bool snapshot_running;           /* A local snapshot job is queued or running. */
     struct qr__node_receive receive;
 
