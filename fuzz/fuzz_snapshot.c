@@ -17,9 +17,9 @@
 #include <string.h>
 
 #include "quorum/storage.h"
-#include "storage/crc32c_hw.h"
 #include "storage/format.h"
 #include "util/alloc.h"
+#include "util/crc32c.h"
 #include "util/endian.h"
 
 #define INPUT_SIZE_MAX (1u << 16)
@@ -48,7 +48,7 @@ static void fix_header_crc(uint8_t *buf, size_t size)
     }
     uint32_t header_size = qr__get_u32(buf + 12);
     if (header_size >= 16 && header_size <= size && header_size % 4 == 0) {
-        qr__put_u32(buf + header_size - 4, qr__storage_crc32c(0, buf, header_size - 4));
+        qr__put_u32(buf + header_size - 4, qr__crc32c(0, buf, header_size - 4));
     }
 }
 
@@ -74,11 +74,11 @@ static void fix_data_crcs(uint8_t *buf, size_t size)
     uint8_t *t = buf + header_size + data_size;
     for (uint64_t i = 0; i < chunks; i++) {
         uint64_t len = data_size - i * chunk < chunk ? data_size - i * chunk : chunk;
-        qr__put_u32(t + i * 4, qr__storage_crc32c(0, d + i * chunk, (size_t)len));
+        qr__put_u32(t + i * 4, qr__crc32c(0, d + i * chunk, (size_t)len));
     }
     qr__put_u32(t + trailer - 8, (uint32_t)chunks);
-    qr__put_u32(t + trailer - 4, qr__storage_crc32c(0, t, (size_t)trailer - 4));
-    qr__put_u32(buf + 56, qr__storage_crc32c(0, d, (size_t)data_size));
+    qr__put_u32(t + trailer - 4, qr__crc32c(0, t, (size_t)trailer - 4));
+    qr__put_u32(buf + 56, qr__crc32c(0, d, (size_t)data_size));
 }
 
 static void check_canonical(const uint8_t *buf, const struct qr__storage_snapshot_header *h)

@@ -19,10 +19,10 @@
 #include <string.h>
 
 #include "quorum/storage.h"
-#include "storage/crc32c_hw.h"
 #include "storage/format.h"
 #include "storage/memfs.h"
 #include "util/alloc.h"
+#include "util/crc32c.h"
 #include "util/endian.h"
 
 #define INPUT_SIZE_MAX (1u << 16)
@@ -56,8 +56,8 @@ static void fix_crcs(uint8_t *buf, size_t size, size_t offset)
         size_t room = size - offset - QR__STORAGE_BATCH_HEADER_SIZE;
         body = body > room ? (uint32_t)(room & ~(size_t)7) : body;
         qr__put_u32(h + 40, body);
-        qr__put_u32(h + 44, qr__storage_crc32c(0, h + QR__STORAGE_BATCH_HEADER_SIZE, body));
-        qr__put_u32(h + 4, qr__storage_crc32c(0, h + 8, QR__STORAGE_BATCH_HEADER_SIZE - 8));
+        qr__put_u32(h + 44, qr__crc32c(0, h + QR__STORAGE_BATCH_HEADER_SIZE, body));
+        qr__put_u32(h + 4, qr__crc32c(0, h + 8, QR__STORAGE_BATCH_HEADER_SIZE - 8));
         offset += QR__STORAGE_BATCH_HEADER_SIZE + body;
     }
 }

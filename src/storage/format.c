@@ -11,9 +11,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "storage/crc32c_hw.h"
 #include "util/alloc.h"
 #include "util/assert.h"
+#include "util/crc32c.h"
 #include "util/endian.h"
 #include "util/err.h"
 
@@ -49,7 +49,7 @@ static int header_check(const uint8_t *buf,
                         header_size);
     }
     uint32_t crc = qr__get_u32(buf + header_size - 4);
-    if (qr__storage_crc32c(0, buf, header_size - 4) != crc) {
+    if (qr__crc32c(0, buf, header_size - 4) != crc) {
         return qr__errf(errmsg, QR_ECORRUPT, "offset %u: %s header crc mismatch", header_size - 4,
                         what);
     }
@@ -86,7 +86,7 @@ void qr__storage_meta_encode(const struct qr__storage_meta *meta, uint8_t *buf)
     qr__put_u32(buf + 12, QR__STORAGE_META_SIZE);
     qr__put_u64(buf + 16, meta->cluster_id);
     qr__put_u64(buf + 24, meta->node_id);
-    qr__put_u32(buf + 60, qr__storage_crc32c(0, buf, 60));
+    qr__put_u32(buf + 60, qr__crc32c(0, buf, 60));
 }
 
 int qr__storage_meta_decode(const uint8_t *buf,
@@ -129,7 +129,7 @@ void qr__storage_segment_header_encode(const struct qr__storage_segment_header *
     qr__put_u64(buf + 56, header->hard_state.term);
     qr__put_u64(buf + 64, header->hard_state.vote);
     qr__put_u64(buf + 72, header->hard_state.commit);
-    qr__put_u32(buf + 92, qr__storage_crc32c(0, buf, 92));
+    qr__put_u32(buf + 92, qr__crc32c(0, buf, 92));
 }
 
 int qr__storage_segment_header_decode(const uint8_t *buf,
@@ -172,7 +172,7 @@ void qr__storage_batch_header_encode(const struct qr__storage_batch_header *head
     qr__put_u32(buf + 36, header->records_count);
     qr__put_u32(buf + 40, header->body_size);
     qr__put_u32(buf + 44, header->body_crc);
-    qr__put_u32(buf + 4, qr__storage_crc32c(0, buf + 8, QR__STORAGE_BATCH_HEADER_SIZE - 8));
+    qr__put_u32(buf + 4, qr__crc32c(0, buf + 8, QR__STORAGE_BATCH_HEADER_SIZE - 8));
 }
 
 static bool batch_fields_are_valid(const struct qr__storage_batch_header *h)
@@ -206,7 +206,7 @@ enum qr__storage_batch_status qr__storage_batch_check(const uint8_t *buf,
         return bytes_are_zero(buf, QR__STORAGE_BATCH_HEADER_SIZE) ? QR__BATCH_ZERO
                                                                   : QR__BATCH_BAD_MAGIC;
     }
-    if (qr__storage_crc32c(0, buf + 8, QR__STORAGE_BATCH_HEADER_SIZE - 8) != qr__get_u32(buf + 4)) {
+    if (qr__crc32c(0, buf + 8, QR__STORAGE_BATCH_HEADER_SIZE - 8) != qr__get_u32(buf + 4)) {
         return QR__BATCH_BAD_HEADER;
     }
     struct qr__storage_batch_header h = {
@@ -224,7 +224,7 @@ enum qr__storage_batch_status qr__storage_batch_check(const uint8_t *buf,
     if (h.body_size > size - QR__STORAGE_BATCH_HEADER_SIZE) {
         return QR__BATCH_SHORT;
     }
-    if (qr__storage_crc32c(0, buf + QR__STORAGE_BATCH_HEADER_SIZE, h.body_size) != h.body_crc) {
+    if (qr__crc32c(0, buf + QR__STORAGE_BATCH_HEADER_SIZE, h.body_size) != h.body_crc) {
         return QR__BATCH_BAD_BODY;
     }
     *header_out = h;
@@ -452,7 +452,7 @@ void qr__storage_snapshot_header_encode(const struct qr__storage_snapshot_header
     p = put_ids(p, m->config.voters_old, m->config.voters_old_count);
     p = put_ids(p, m->config.learners, m->config.learners_count);
     QR_ASSERT(p + 8 == buf + size);
-    qr__put_u32(buf + size - 4, qr__storage_crc32c(0, buf, size - 4));
+    qr__put_u32(buf + size - 4, qr__crc32c(0, buf, size - 4));
 }
 
 static int get_ids(const uint8_t *p, qr_node_id *ids, uint32_t count, size_t at, char *errmsg)
@@ -600,7 +600,7 @@ static int snapshot_read_trailer(const struct qr__storage_source *source,
     }
     int rv = source_read(source, at, trailer, (size_t)trailer_size, errmsg);
     uint64_t chunks = (trailer_size - 8) / 4;
-    if (rv == 0 && qr__storage_crc32c(0, trailer, (size_t)trailer_size - 4) !=
+    if (rv == 0 && qr__crc32c(0, trailer, (size_t)trailer_size - 4) !=
                        qr__get_u32(trailer + trailer_size - 4)) {
         rv = qr__errf(errmsg, QR_ECORRUPT, "offset %llu: snapshot trailer crc mismatch",
                       (unsigned long long)(at + trailer_size - 4));
@@ -673,14 +673,14 @@ int qr__storage_snapshot_verify(const struct qr__storage_source *source,
         if (rv != 0) {
             return rv;
         }
-        uint32_t crc = qr__storage_crc32c(0, chunk_buf, len);
+        uint32_t crc = qr__crc32c(0, chunk_buf, len);
         if (crc != chunk_crcs[i]) {
             uint64_t at = header->header_size + off;
             return qr__errf(errmsg, QR_ECORRUPT,
                             "offset %llu: snapshot data chunk %llu (%zu bytes) crc mismatch",
                             (unsigned long long)at, (unsigned long long)i, len);
         }
-        whole = qr__storage_crc32c(whole, chunk_buf, len);
+        whole = qr__crc32c(whole, chunk_buf, len);
     }
     if (whole != header->meta.crc) {
         return qr__errf(errmsg, QR_ECORRUPT,

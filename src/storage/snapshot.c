@@ -16,9 +16,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "storage/crc32c_hw.h"
 #include "util/alloc.h"
 #include "util/assert.h"
+#include "util/crc32c.h"
 #include "util/endian.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -252,13 +252,13 @@ static int writer_push_chunk(struct qr_storage_snapshot_writer *w)
 /* Folds bytes into the whole-data crc and the per-chunk crcs. */
 static int writer_account(struct qr_storage_snapshot_writer *w, const uint8_t *p, size_t size)
 {
-    w->crc = qr__storage_crc32c(w->crc, p, size);
+    w->crc = qr__crc32c(w->crc, p, size);
     /* Bounded: each round finishes a chunk or consumes the rest. */
     while (size > 0) {
         size_t in_chunk = (size_t)(w->written % QR__STORAGE_SNAPSHOT_CHUNK_SIZE);
         size_t take = QR__STORAGE_SNAPSHOT_CHUNK_SIZE - in_chunk;
         take = take < size ? take : size;
-        w->chunk_crc = qr__storage_crc32c(w->chunk_crc, p, take);
+        w->chunk_crc = qr__crc32c(w->chunk_crc, p, take);
         w->written += take;
         p += take;
         size -= take;
@@ -341,7 +341,7 @@ static int writer_write_ends(struct qr_storage_snapshot_writer *w)
         qr__put_u32(trailer + i * 4, w->chunk_crcs[i]);
     }
     qr__put_u32(trailer + trailer_size - 8, (uint32_t)w->chunks_count);
-    qr__put_u32(trailer + trailer_size - 4, qr__storage_crc32c(0, trailer, trailer_size - 4));
+    qr__put_u32(trailer + trailer_size - 4, qr__crc32c(0, trailer, trailer_size - 4));
     int rv = s->fs->file_write(s->fs->ctx, w->fd, header, w->header_size, 0);
     if (rv == 0) {
         rv = s->fs->file_write(s->fs->ctx, w->fd, trailer, trailer_size,

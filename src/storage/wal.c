@@ -21,9 +21,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "storage/crc32c_hw.h"
 #include "util/alloc.h"
 #include "util/assert.h"
+#include "util/crc32c.h"
 #include "util/endian.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -165,7 +165,7 @@ static int segment_seal(struct qr_storage *s)
         .records_count = 1,
         .body_size = QR__STORAGE_SEAL_RECORD_SIZE,
     };
-    h.body_crc = qr__storage_crc32c(0, batch + QR__STORAGE_BATCH_HEADER_SIZE, h.body_size);
+    h.body_crc = qr__crc32c(0, batch + QR__STORAGE_BATCH_HEADER_SIZE, h.body_size);
     qr__storage_batch_header_encode(&h, batch);
     int rv = segment_append(s, batch, sizeof(batch));
     if (rv != 0) {
@@ -426,7 +426,7 @@ static void sub_batch_encode(const struct qr_storage *s, const struct sub_batch 
                                     (sb->hard_state != NULL ? 1 : 0)),
         .body_size = (uint32_t)sb->body_size,
     };
-    h.body_crc = qr__storage_crc32c(0, body, (size_t)sb->body_size);
+    h.body_crc = qr__crc32c(0, body, (size_t)sb->body_size);
     qr__storage_batch_header_encode(&h, buf);
 }
 

@@ -15,9 +15,9 @@
 #include <string.h>
 
 #include "quorum/storage.h"
-#include "storage/crc32c_hw.h"
 #include "storage/format.h"
 #include "storage/memfs.h"
+#include "util/crc32c.h"
 #include "util/endian.h"
 
 #define DIR_PATH   "/d"
@@ -188,17 +188,17 @@ static size_t snapshot_file(uint8_t *buf, uint32_t chunk, uint64_t data_size, bo
     for (uint64_t i = 0; i < data_size; i++) {
         data[i] = (uint8_t)(i * 7);
     }
-    h.meta.crc = qr__storage_crc32c(0, data, (size_t)data_size);
+    h.meta.crc = qr__crc32c(0, data, (size_t)data_size);
     qr__storage_snapshot_header_encode(&h, buf);
     uint64_t chunks = qr__storage_snapshot_chunks_count(data_size, chunk);
     uint8_t *t = data + data_size;
     for (uint64_t i = 0; i < chunks; i++) {
         uint64_t len = data_size - i * chunk < chunk ? data_size - i * chunk : chunk;
-        qr__put_u32(t + i * 4, qr__storage_crc32c(0, data + i * chunk, (size_t)len));
+        qr__put_u32(t + i * 4, qr__crc32c(0, data + i * chunk, (size_t)len));
     }
     size_t trailer = (size_t)qr__storage_snapshot_trailer_size(chunks);
     qr__put_u32(t + trailer - 8, (uint32_t)chunks);
-    qr__put_u32(t + trailer - 4, qr__storage_crc32c(0, t, trailer - 4));
+    qr__put_u32(t + trailer - 4, qr__crc32c(0, t, trailer - 4));
     return h.header_size + (size_t)data_size + trailer;
 }
 
