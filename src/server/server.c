@@ -29,6 +29,7 @@
 
 static void client_close(struct qr__client *c);
 static void client_flush(struct qr__client *c);
+static void client_queue_flush(struct qr__client *c);
 static void server_on_idle(uv_idle_t *idle);
 
 /* ---- Pending replies ------------------------------------------------------------------ */
@@ -102,7 +103,7 @@ void qr__pending_done(struct qr__pending *p, int status)
         return;
     }
     if (p->client->head == p) {
-        client_flush(p->client);
+        client_queue_flush(p->client);
     }
 }
 
@@ -155,6 +156,19 @@ static void client_flush(struct qr__client *c)
         }
     }
     struct qr_buf pending = qr__resp_writer_pending(&c->out);
+    if (c->writing.base == NULL && pending.len > 0) {
+        /* Most replies fit the socket buffer: one write(2), no request to track. */
+        uv_buf_t now = uv_buf_init((char *)pending.base, (unsigned int)pending.len);
+        int written = uv_try_write((uv_stream_t *)&c->tcp, &now, 1);
+        if (written > 0) {
+            qr__resp_writer_consume(&c->out, (size_t)written);
+            pending = qr__resp_writer_pending(&c->out);
+            c->active_ms = uv_now(c->server->loop);
+        } else if (written != UV_EAGAIN) {
+            client_close(c);
+            return;
+        }
+    }
     if (c->writing.base == NULL && pending.len > 0) {
         qr__resp_writer_take(&c->out, &c->writing);
         uv_buf_t buf = uv_buf_init((char *)c->writing.base, (unsigned int)c->writing.len);
@@ -313,10 +327,51 @@ static void client_resume_reading(struct qr__client *c)
     c->is_reading = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0;
 }
 
-/* Parse what paused clients stashed, now that they drained. */
+static void flush_unlink(struct qr__client *c)
+{
+    struct qr_server *s = c->server;
+    if (!c->is_flushing) {
+        return;
+    }
+    if (c->flush_prev != NULL) {
+        c->flush_prev->flush_next = c->flush_next;
+    } else {
+        s->flushing = c->flush_next;
+    }
+    if (c->flush_next != NULL) {
+        c->flush_next->flush_prev = c->flush_prev;
+    }
+    c->flush_prev = NULL;
+    c->flush_next = NULL;
+    c->is_flushing = false;
+}
+
+static void client_queue_flush(struct qr__client *c)
+{
+    struct qr_server *s = c->server;
+    if (c->is_flushing || c->is_closing) {
+        return;
+    }
+    c->is_flushing = true;
+    c->flush_prev = NULL;
+    c->flush_next = s->flushing;
+    if (s->flushing != NULL) {
+        s->flushing->flush_prev = c;
+    }
+    s->flushing = c;
+    (void)uv_idle_start(&s->idle, server_on_idle); /* Cannot fail; no-op when active. */
+}
+
+/* Write what became ready (once per client per loop turn), then parse what paused clients
+   stashed, now that they drained. */
 static void server_on_idle(uv_idle_t *idle)
 {
     struct qr_server *s = idle->data;
+    while (s->flushing != NULL) {
+        struct qr__client *c = s->flushing;
+        flush_unlink(c);
+        client_flush(c); /* May queue c again (only through a new completion) or close it. */
+    }
     for (struct qr__client *c = s->clients; c != NULL && s->resuming_count > 0;) {
         struct qr__client *next = c->next; /* client_consume may close c (kept linked). */
         if (c->is_resuming) {
@@ -333,7 +388,7 @@ static void server_on_idle(uv_idle_t *idle)
         }
         c = next;
     }
-    if (s->resuming_count == 0) {
+    if (s->resuming_count == 0 && s->flushing == NULL) {
         (void)uv_idle_stop(idle); /* Cannot fail. */
     }
 }
@@ -373,6 +428,7 @@ static void client_close(struct qr__client *c)
         c->is_resuming = false;
         s->resuming_count--;
     }
+    flush_unlink(c);
     while (c->head != NULL) {
         struct qr__pending *p = c->head;
         c->head = p->next;

@@ -79,6 +79,8 @@ struct qr__client {
     bool is_quitting;                  /* QUIT: close once the replies are out. */
     struct qr__pending *admin_pending; /* The ADMIN request being dispatched (admin.c). */
     bool is_resuming; /* Drained with stashed bytes: the idle callback parses them. */
+    struct qr__client *flush_prev, *flush_next; /* In server->flushing when is_flushing. */
+    bool is_flushing; /* Replies became ready: the idle callback writes them. */
 };
 
 struct qr_server {
@@ -95,6 +97,9 @@ struct qr_server {
     uv_check_t check; /* After each loop turn: hand member changes to the node. */
     uv_idle_t idle;   /* Runs while clients have stashed bytes to parse (resuming_count). */
     size_t resuming_count;
+    struct qr__client *flushing; /* Clients with replies to write at the next idle turn:
+                                    one write per client per loop turn, however many of its
+                                    pipelined requests completed in it. */
     struct sockaddr_storage listen_addr;
     uint8_t read_buf[QR__SERVER_READ_SIZE]; /* Shared by every read (one loop thread). */
     struct qr__client *clients;
