@@ -9,6 +9,8 @@
  * use, data directory of another cluster ...), always with one line saying why.
  */
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +26,7 @@
 #include "server/flags.h"
 #include "server/kvfsm.h"
 #include "server/server.h"
+#include "util/address.h"
 #include "util/log.h"
 #include "util/parse.h"
 
@@ -34,6 +37,7 @@
 #define SECRET_SIZE_MIN  16
 #define SHUTDOWN_WAIT_MS 3000
 #define SHUTDOWN_POLL_MS 50
+#define LOG_HELD_SIZE    (64 * 1024)
 
 static void usage(FILE *out)
 {
@@ -108,8 +112,14 @@ static int fail(char *errmsg, const char *fmt, ...)
 
 static uint64_t log_node_id;
 
-/* One line per event on stderr. Called from the storage worker too: one fprintf per line,
-   which stdio makes atomic. */
+/* Until the node serves, log lines are held back: a start that fails prints one line (the
+   reason), not the story of opening storage first. They are printed once it serves. */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool log_is_holding = true;
+static char log_held[LOG_HELD_SIZE];
+static size_t log_held_size;
+
+/* One line per event on stderr. Called from the storage worker too, hence the lock. */
 static void on_log(void *ctx, enum qr_log_level level, const char *line)
 {
     (void)ctx;
@@ -119,8 +129,29 @@ static void on_log(void *ctx, enum qr_log_level level, const char *line)
     if (clock_gettime(CLOCK_REALTIME, &ts) == 0 && localtime_r(&ts.tv_sec, &tm) != NULL) {
         (void)strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
     }
-    (void)fprintf(stderr, "%s.%03ld quorumd[%llu] %s %s\n", stamp, ts.tv_nsec / 1000000,
-                  (unsigned long long)log_node_id, qr_log_level_name(level), line);
+    char text[QR_ERRMSG_SIZE * 4];
+    int len =
+        snprintf(text, sizeof(text), "%s.%03ld quorumd[%llu] %s %s\n", stamp, ts.tv_nsec / 1000000,
+                 (unsigned long long)log_node_id, qr_log_level_name(level), line);
+    size_t size = len < 0 ? 0 : (size_t)len < sizeof(text) ? (size_t)len : sizeof(text) - 1;
+    (void)pthread_mutex_lock(&log_lock);
+    if (log_is_holding && size <= sizeof(log_held) - log_held_size) {
+        memcpy(log_held + log_held_size, text, size);
+        log_held_size += size;
+    } else {
+        (void)fwrite(text, 1, size, stderr); /* Nothing to do if stderr is gone. */
+    }
+    (void)pthread_mutex_unlock(&log_lock);
+}
+
+/* The node serves: print what was held back and log directly from now on. */
+static void log_release(void)
+{
+    (void)pthread_mutex_lock(&log_lock);
+    (void)fwrite(log_held, 1, log_held_size, stderr);
+    log_held_size = 0;
+    log_is_holding = false;
+    (void)pthread_mutex_unlock(&log_lock);
 }
 
 /* ---- The program ----------------------------------------------------------------------------- */
@@ -279,9 +310,51 @@ static void on_fatal(void *ctx, int err, const char *errmsg)
     app_close(app);
 }
 
+static int probe_resolve(const char *what, const char *address, char *errmsg)
+{
+    struct sockaddr_storage addr;
+    char why[QR_ERRMSG_SIZE] = "";
+    return qr__address_resolve(address, &addr, why) != 0 ? fail(errmsg, "%s: %s", what, why) : 0;
+}
+
+/* Whether `address` can be listened on: checked before the data directory is touched, so
+   that a typo or a port in use leaves nothing behind. */
+static int probe_listen(const char *what, const char *address, char *errmsg)
+{
+    struct sockaddr_storage addr;
+    char why[QR_ERRMSG_SIZE] = "";
+    if (qr__address_resolve(address, &addr, why) != 0) {
+        return fail(errmsg, "%s: %s", what, why);
+    }
+    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return fail(errmsg, "%s %s: socket: %s", what, address, strerror(errno));
+    }
+    int on = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)); /* As libuv does. */
+    socklen_t len = addr.ss_family == AF_INET6 ? (socklen_t)sizeof(struct sockaddr_in6)
+                                               : (socklen_t)sizeof(struct sockaddr_in);
+    int rv = bind(fd, (const struct sockaddr *)&addr, len);
+    int err = errno;
+    (void)close(fd); /* A probe: nothing was written. */
+    if (rv != 0) {
+        return fail(errmsg, "%s %s: %s", what, address, strerror(err));
+    }
+    return 0;
+}
+
 static int app_start(struct app *app, char *errmsg)
 {
     struct qr_server_flags *f = &app->flags;
+    const char *peer_listen = NULL;
+    for (size_t i = 0; i < f->peers_count; i++) {
+        peer_listen = f->peers[i].id == f->id ? f->peers[i].address : peer_listen;
+    }
+    if (probe_listen("--listen", f->listen, errmsg) != 0 ||
+        probe_listen("peer address (--cluster)", peer_listen, errmsg) != 0 ||
+        (f->advertise != NULL && probe_resolve("--advertise", f->advertise, errmsg) != 0)) {
+        return -1;
+    }
     struct qr_kv_opts kv_opts = {.keys_max = f->keys_max};
     int rv = qr__kvfsm_init(&app->fsm, &kv_opts);
     if (rv != 0) {
@@ -385,6 +458,7 @@ int main(int argc, char **argv)
     }
     (void)uv_signal_start(&app.sigint, on_signal, SIGINT);
     (void)uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    log_release();
     QR_LOG_INFOF("quorumd: node %llu serving clients on %s, peers on the cluster address%s; "
                  "sync %s",
                  (unsigned long long)app.flags.id, app.flags.listen,
