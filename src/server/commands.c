@@ -37,8 +37,11 @@ enum command_kind {
     KIND_ADMIN = 4,
 };
 
+struct command;
+
 /* Builds the kv command of a WRITE; returns 0 or writes an error to errtext. */
-typedef int (*build_fn)(const struct qr_buf *args,
+typedef int (*build_fn)(const struct command *def,
+                        const struct qr_buf *args,
                         size_t args_count,
                         struct qr_kv_cmd *cmd,
                         enum qr__reply_shape *shape,
@@ -50,9 +53,13 @@ struct command {
     const char *name; /* Lower case, as COMMAND lists it. */
     int arity;        /* Redis's: N exactly, -N at least N (the name counts). */
     enum command_kind kind;
-    bool is_noauth; /* Allowed before AUTH. */
-    build_fn build; /* WRITE. */
-    exec_fn exec;   /* LOCAL, READ, ADMIN. */
+    bool is_noauth;             /* Allowed before AUTH. */
+    build_fn build;             /* WRITE. */
+    exec_fn exec;               /* LOCAL, READ, ADMIN. */
+    enum qr_kv_op op;           /* build_key_value: the kv operation... */
+    uint32_t flags;             /* ... its flags ... */
+    enum qr__reply_shape shape; /* ... and the reply's shape. */
+    int64_t delta;              /* build_incr: INCR/DECR the step; INCRBY 1, DECRBY -1. */
 };
 
 #define ERRTEXT_SIZE QR_RESP_ERROR_SIZE_MAX
@@ -91,12 +98,14 @@ static int syntax_error(char *errtext)
 /* ---- WRITE commands: argument checks and the kv command -------------------------------- */
 
 /* SET key value [NX|XX] [GET] [KEEPTTL]. Expiry options are refused: keys never expire. */
-static int build_set(const struct qr_buf *args,
+static int build_set(const struct command *def,
+                     const struct qr_buf *args,
                      size_t args_count,
                      struct qr_kv_cmd *cmd,
                      enum qr__reply_shape *shape,
                      char *errtext)
 {
+    (void)def;
     cmd->op = QR_KV_SET;
     cmd->key = args[1];
     cmd->value = args[2];
@@ -123,57 +132,32 @@ static int build_set(const struct qr_buf *args,
     return check_key(cmd->key, errtext) != 0 ? QR_EINVAL : check_value(cmd->value, errtext);
 }
 
-static int build_setnx(const struct qr_buf *args,
-                       size_t args_count,
-                       struct qr_kv_cmd *cmd,
-                       enum qr__reply_shape *shape,
-                       char *errtext)
+/* SETNX, GETSET, APPEND: key value, with the op, flags and reply shape of the table. */
+static int build_key_value(const struct command *def,
+                           const struct qr_buf *args,
+                           size_t args_count,
+                           struct qr_kv_cmd *cmd,
+                           enum qr__reply_shape *shape,
+                           char *errtext)
 {
     (void)args_count;
-    cmd->op = QR_KV_SET;
-    cmd->flags = QR_KV_SET_NX;
+    cmd->op = def->op;
+    cmd->flags = def->flags;
     cmd->key = args[1];
     cmd->value = args[2];
-    *shape = QR__REPLY_BOOL;
-    return check_key(cmd->key, errtext) != 0 ? QR_EINVAL : check_value(cmd->value, errtext);
-}
-
-static int build_getset(const struct qr_buf *args,
-                        size_t args_count,
-                        struct qr_kv_cmd *cmd,
-                        enum qr__reply_shape *shape,
-                        char *errtext)
-{
-    (void)args_count;
-    cmd->op = QR_KV_SET;
-    cmd->flags = QR_KV_SET_GET;
-    cmd->key = args[1];
-    cmd->value = args[2];
-    *shape = QR__REPLY_VALUE;
-    return check_key(cmd->key, errtext) != 0 ? QR_EINVAL : check_value(cmd->value, errtext);
-}
-
-static int build_append(const struct qr_buf *args,
-                        size_t args_count,
-                        struct qr_kv_cmd *cmd,
-                        enum qr__reply_shape *shape,
-                        char *errtext)
-{
-    (void)args_count;
-    cmd->op = QR_KV_APPEND;
-    cmd->key = args[1];
-    cmd->value = args[2];
-    *shape = QR__REPLY_INTEGER;
+    *shape = def->shape;
     return check_key(cmd->key, errtext) != 0 ? QR_EINVAL : check_value(cmd->value, errtext);
 }
 
 /* DEL and UNLINK key [key ...]. */
-static int build_del(const struct qr_buf *args,
+static int build_del(const struct command *def,
+                     const struct qr_buf *args,
                      size_t args_count,
                      struct qr_kv_cmd *cmd,
                      enum qr__reply_shape *shape,
                      char *errtext)
 {
+    (void)def;
     cmd->op = QR_KV_DEL;
     *shape = QR__REPLY_INTEGER;
     if (args_count - 1 > QR_KV_ITEMS_MAX) {
@@ -195,12 +179,14 @@ static int build_del(const struct qr_buf *args,
     return 0;
 }
 
-static int build_mset(const struct qr_buf *args,
+static int build_mset(const struct command *def,
+                      const struct qr_buf *args,
                       size_t args_count,
                       struct qr_kv_cmd *cmd,
                       enum qr__reply_shape *shape,
                       char *errtext)
 {
+    (void)def;
     if ((args_count - 1) % 2 != 0) {
         (void)snprintf(errtext, ERRTEXT_SIZE, "wrong number of arguments for 'mset' command");
         return QR_EINVAL;
@@ -222,14 +208,6 @@ static int build_mset(const struct qr_buf *args,
     return 0;
 }
 
-static int build_incr_by(struct qr_buf key, int64_t delta, struct qr_kv_cmd *cmd, char *errtext)
-{
-    cmd->op = QR_KV_INCR;
-    cmd->key = key;
-    cmd->delta = delta;
-    return check_key(key, errtext);
-}
-
 static int parse_delta(struct qr_buf arg, bool is_negated, int64_t *delta_out, char *errtext)
 {
     int64_t v = 0;
@@ -245,65 +223,33 @@ static int parse_delta(struct qr_buf arg, bool is_negated, int64_t *delta_out, c
     return 0;
 }
 
-static int build_incr(const struct qr_buf *args,
+/* INCR and DECR key (step def->delta); INCRBY and DECRBY key n (negated when delta < 0). */
+static int build_incr(const struct command *def,
+                      const struct qr_buf *args,
                       size_t args_count,
                       struct qr_kv_cmd *cmd,
                       enum qr__reply_shape *shape,
                       char *errtext)
 {
-    (void)args_count;
     *shape = QR__REPLY_INTEGER;
-    return build_incr_by(args[1], 1, cmd, errtext);
-}
-
-static int build_decr(const struct qr_buf *args,
-                      size_t args_count,
-                      struct qr_kv_cmd *cmd,
-                      enum qr__reply_shape *shape,
-                      char *errtext)
-{
-    (void)args_count;
-    *shape = QR__REPLY_INTEGER;
-    return build_incr_by(args[1], -1, cmd, errtext);
-}
-
-static int build_incrby(const struct qr_buf *args,
-                        size_t args_count,
-                        struct qr_kv_cmd *cmd,
-                        enum qr__reply_shape *shape,
-                        char *errtext)
-{
-    (void)args_count;
-    *shape = QR__REPLY_INTEGER;
-    int64_t delta = 0;
-    if (parse_delta(args[2], false, &delta, errtext) != 0) {
+    cmd->op = QR_KV_INCR;
+    cmd->key = args[1];
+    cmd->delta = def->delta;
+    if (args_count == 3 && parse_delta(args[2], def->delta < 0, &cmd->delta, errtext) != 0) {
         return QR_EINVAL;
     }
-    return build_incr_by(args[1], delta, cmd, errtext);
-}
-
-static int build_decrby(const struct qr_buf *args,
-                        size_t args_count,
-                        struct qr_kv_cmd *cmd,
-                        enum qr__reply_shape *shape,
-                        char *errtext)
-{
-    (void)args_count;
-    *shape = QR__REPLY_INTEGER;
-    int64_t delta = 0;
-    if (parse_delta(args[2], true, &delta, errtext) != 0) {
-        return QR_EINVAL;
-    }
-    return build_incr_by(args[1], delta, cmd, errtext);
+    return check_key(cmd->key, errtext);
 }
 
 /* QUORUM.CAS key expected new: :1 when key held expected and now holds new, else :0. */
-static int build_cas(const struct qr_buf *args,
+static int build_cas(const struct command *def,
+                     const struct qr_buf *args,
                      size_t args_count,
                      struct qr_kv_cmd *cmd,
                      enum qr__reply_shape *shape,
                      char *errtext)
 {
+    (void)def;
     (void)args_count;
     cmd->op = QR_KV_CAS;
     cmd->key = args[1];
@@ -317,12 +263,14 @@ static int build_cas(const struct qr_buf *args,
 }
 
 /* QUORUM.CAD key expected: :1 when key held expected and is now deleted, else :0. */
-static int build_cad(const struct qr_buf *args,
+static int build_cad(const struct command *def,
+                     const struct qr_buf *args,
                      size_t args_count,
                      struct qr_kv_cmd *cmd,
                      enum qr__reply_shape *shape,
                      char *errtext)
 {
+    (void)def;
     (void)args_count;
     cmd->op = QR_KV_CAD;
     cmd->key = args[1];
@@ -693,35 +641,47 @@ static int exec_reads(struct qr__client *c, const struct qr_buf *args, size_t ar
 
 static int exec_command(struct qr__client *c, const struct qr_buf *args, size_t args_count);
 
-#define WRITE(name, arity, fn)                   \
-    {                                            \
-        name, arity, KIND_WRITE, false, fn, NULL \
+#define WRITE(name, arity, fn)                               \
+    {                                                        \
+        name, arity, KIND_WRITE, false, fn, NULL, 0, 0, 0, 0 \
     }
-#define READ(name, arity, fn)                   \
-    {                                           \
-        name, arity, KIND_READ, false, NULL, fn \
+#define WRITE_KV(name, op, flags, shape)                                       \
+    {                                                                          \
+        name, 3, KIND_WRITE, false, build_key_value, NULL, op, flags, shape, 0 \
     }
-#define LOCAL(name, arity, fn)                   \
-    {                                            \
-        name, arity, KIND_LOCAL, false, NULL, fn \
+#define WRITE_INCR(name, arity, delta)                                                            \
+    {                                                                                             \
+        name, arity, KIND_WRITE, false, build_incr, NULL, QR_KV_INCR, 0, QR__REPLY_INTEGER, delta \
     }
-#define ADMIN(name, arity, fn)                   \
-    {                                            \
-        name, arity, KIND_ADMIN, false, NULL, fn \
+#define READ(name, arity, fn)                               \
+    {                                                       \
+        name, arity, KIND_READ, false, NULL, fn, 0, 0, 0, 0 \
+    }
+#define LOCAL(name, arity, fn)                               \
+    {                                                        \
+        name, arity, KIND_LOCAL, false, NULL, fn, 0, 0, 0, 0 \
+    }
+#define ADMIN(name, arity, fn)                               \
+    {                                                        \
+        name, arity, KIND_ADMIN, false, NULL, fn, 0, 0, 0, 0 \
+    }
+#define NOAUTH(name, arity, fn)                             \
+    {                                                       \
+        name, arity, KIND_LOCAL, true, NULL, fn, 0, 0, 0, 0 \
     }
 
 static const struct command commands[] = {
     WRITE("set", -3, build_set),
-    WRITE("setnx", 3, build_setnx),
-    WRITE("getset", 3, build_getset),
-    WRITE("append", 3, build_append),
+    WRITE_KV("setnx", QR_KV_SET, QR_KV_SET_NX, QR__REPLY_BOOL),
+    WRITE_KV("getset", QR_KV_SET, QR_KV_SET_GET, QR__REPLY_VALUE),
+    WRITE_KV("append", QR_KV_APPEND, 0, QR__REPLY_INTEGER),
     WRITE("del", -2, build_del),
     WRITE("unlink", -2, build_del),
     WRITE("mset", -3, build_mset),
-    WRITE("incr", 2, build_incr),
-    WRITE("decr", 2, build_decr),
-    WRITE("incrby", 3, build_incrby),
-    WRITE("decrby", 3, build_decrby),
+    WRITE_INCR("incr", 2, 1),
+    WRITE_INCR("decr", 2, -1),
+    WRITE_INCR("incrby", 3, 1),
+    WRITE_INCR("decrby", 3, -1),
     WRITE("quorum.cas", 4, build_cas),
     WRITE("quorum.cad", 3, build_cad),
     READ("get", 2, exec_get),
@@ -734,12 +694,12 @@ static const struct command commands[] = {
     READ("dbsize", 1, exec_dbsize),
     READ("keys", 2, exec_keys),
     READ("scan", -2, exec_scan),
-    {"ping", -1, KIND_LOCAL, true, NULL, exec_ping},
+    NOAUTH("ping", -1, exec_ping),
     LOCAL("echo", 2, exec_echo),
-    {"quit", -1, KIND_LOCAL, true, NULL, exec_quit},
+    NOAUTH("quit", -1, exec_quit),
     LOCAL("select", 2, exec_select),
-    {"auth", -2, KIND_LOCAL, true, NULL, exec_auth},
-    {"hello", -1, KIND_LOCAL, true, NULL, exec_hello},
+    NOAUTH("auth", -2, exec_auth),
+    NOAUTH("hello", -1, exec_hello),
     LOCAL("client", -2, exec_client),
     LOCAL("config", -2, exec_config),
     LOCAL("command", -1, exec_command),
@@ -959,14 +919,15 @@ static void on_write_done(void *ctx, int status, struct qr_buf result)
     qr__pending_done(p, status);
 }
 
-static int run_write(struct qr__client *c, build_fn build, const struct qr_buf *args, size_t count)
+static int
+run_write(struct qr__client *c, const struct command *def, const struct qr_buf *args, size_t count)
 {
     struct qr_server *s = c->server;
     struct qr_kv_cmd cmd;
     memset(&cmd, 0, sizeof(cmd));
     enum qr__reply_shape shape = QR__REPLY_OK;
     char errtext[ERRTEXT_SIZE] = "";
-    if (build(args, count, &cmd, &shape, errtext) != 0) {
+    if (def->build(def, args, count, &cmd, &shape, errtext) != 0) {
         return reply_error(c, errtext);
     }
     cmd.client_id = c->id;
@@ -1031,7 +992,7 @@ int qr__command_dispatch(struct qr__client *c, const struct qr_buf *args, size_t
     }
     switch (cmd->kind) {
     case KIND_WRITE:
-        return run_write(c, cmd->build, args, args_count);
+        return run_write(c, cmd, args, args_count);
     case KIND_READ:
         return run_read(c, cmd->exec, args, args_count);
     case KIND_ADMIN:
