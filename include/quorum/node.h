@@ -13,10 +13,10 @@
  *     machine, struct qr_fsm; confirmed reads are answered;
  *   - peers are authenticated with the cluster secret before any message is accepted;
  *   - a snapshot of the state machine is taken by log size: once snapshot_entries entries
- *     were applied since the last one AND their bytes reach the size of the last snapshot
- *     (so that writing snapshots never costs more than the log they replace, whatever the
- *     size of the state), or at the latest after 16 x snapshot_entries entries; the log
- *     before it is then released.
+ *     were applied since the last one AND their bytes reach 4 times the size of the last
+ *     snapshot (so that writing snapshots costs at most a quarter of what the log costs,
+ *     whatever the size of the state), or at the latest after 16 x snapshot_entries
+ *     entries; the log before it is then released.
  *
  * Typical use:
  *

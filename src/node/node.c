@@ -32,6 +32,8 @@
 /* Snapshot at the latest after this many times snapshot_entries (bounds the log in memory
    when the state is much larger than what is written). */
 #define NODE_SNAPSHOT_CAP_FACTOR 16
+/* A snapshot waits until the log applied since the last one is this many times its size. */
+#define NODE_SNAPSHOT_LOG_FACTOR 4
 /* Bytes an entry costs beyond its data (index, term, framing), for the snapshot policy. */
 #define NODE_ENTRY_OVERHEAD_SIZE 32
 
@@ -592,9 +594,11 @@ static void node_maybe_snapshot(struct qr_node *node)
     if (node->snapshot_running || node->fatal_err != 0 || node->applied < node->snapshot_next) {
         return;
     }
-    /* By log size: a large state is written only once the log it replaces is as large. */
+    /* By log size: a large state is written only once the log it replaces is a few times
+       larger, so that snapshots cost at most a quarter of what the log costs. */
     uint64_t last_size = node->snapshot != NULL ? node->snapshot->buf.len : 0;
-    if (node->applied_bytes < last_size && node->applied < node->snapshot_cap) {
+    if (node->applied_bytes < NODE_SNAPSHOT_LOG_FACTOR * last_size &&
+        node->applied < node->snapshot_cap) {
         return;
     }
     if (node_snapshot_take(node) != 0) {
