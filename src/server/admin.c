@@ -183,7 +183,11 @@ static void info_quorum(struct text *t, const struct qr_server *s)
     text_add(t, "# Quorum\r\n");
     text_add(t, "node_id:%llu\r\nrole:%s\r\nterm:%llu\r\n", ull(st.id), qr_role_name(st.role),
              ull(st.term));
-    text_add(t, "leader_id:%llu\r\nleader_address:%s\r\n", ull(st.leader), st.leader_address);
+    char leader_peer[QR__SERVER_ADDRESS_SIZE];
+    char leader_client[QR__SERVER_ADDRESS_SIZE];
+    member_addresses(s, st.leader, leader_peer, leader_client);
+    text_add(t, "leader_id:%llu\r\nleader_address:%s\r\n", ull(st.leader),
+             st.leader_address[0] != '\0' || st.leader == 0 ? st.leader_address : leader_client);
     text_add(t, "commit_index:%llu\r\napplied_index:%llu\r\ndurable_index:%llu\r\n", ull(st.commit),
              ull(st.applied), ull(st.durable));
     text_add(t, "last_index:%llu\r\nsnapshot_index:%llu\r\n", ull(st.last_index),
