@@ -51,15 +51,15 @@ typedef int (*exec_fn)(struct qr__client *c, const struct qr_buf *args, size_t a
 
 struct command {
     const char *name; /* Lower case, as COMMAND lists it. */
+    build_fn build;   /* WRITE. */
+    exec_fn exec;     /* LOCAL, READ, ADMIN. */
+    int64_t delta;    /* build_incr: INCR/DECR the step; INCRBY 1, DECRBY -1. */
     int arity;        /* Redis's: N exactly, -N at least N (the name counts). */
     enum command_kind kind;
-    bool is_noauth;             /* Allowed before AUTH. */
-    build_fn build;             /* WRITE. */
-    exec_fn exec;               /* LOCAL, READ, ADMIN. */
     enum qr_kv_op op;           /* build_key_value: the kv operation... */
     uint32_t flags;             /* ... its flags ... */
     enum qr__reply_shape shape; /* ... and the reply's shape. */
-    int64_t delta;              /* build_incr: INCR/DECR the step; INCRBY 1, DECRBY -1. */
+    bool is_noauth;             /* Allowed before AUTH. */
 };
 
 #define ERRTEXT_SIZE QR_RESP_ERROR_SIZE_MAX
@@ -641,33 +641,35 @@ static int exec_reads(struct qr__client *c, const struct qr_buf *args, size_t ar
 
 static int exec_command(struct qr__client *c, const struct qr_buf *args, size_t args_count);
 
-#define WRITE(name, arity, fn)                               \
-    {                                                        \
-        name, arity, KIND_WRITE, false, fn, NULL, 0, 0, 0, 0 \
+#define WRITE(n, a, fn)                                              \
+    {                                                                \
+        .name = (n), .arity = (a), .kind = KIND_WRITE, .build = (fn) \
     }
-#define WRITE_KV(name, op, flags, shape)                                       \
-    {                                                                          \
-        name, 3, KIND_WRITE, false, build_key_value, NULL, op, flags, shape, 0 \
+#define WRITE_KV(n, o, f, sh)                                                             \
+    {                                                                                     \
+        .name = (n), .arity = 3, .kind = KIND_WRITE, .build = build_key_value, .op = (o), \
+        .flags = (f), .shape = (sh)                                                       \
     }
-#define WRITE_INCR(name, arity, delta)                                                            \
-    {                                                                                             \
-        name, arity, KIND_WRITE, false, build_incr, NULL, QR_KV_INCR, 0, QR__REPLY_INTEGER, delta \
+#define WRITE_INCR(n, a, d)                                                                   \
+    {                                                                                         \
+        .name = (n), .arity = (a), .kind = KIND_WRITE, .build = build_incr, .op = QR_KV_INCR, \
+        .shape = QR__REPLY_INTEGER, .delta = (d)                                              \
     }
-#define READ(name, arity, fn)                               \
-    {                                                       \
-        name, arity, KIND_READ, false, NULL, fn, 0, 0, 0, 0 \
+#define READ(n, a, fn)                                             \
+    {                                                              \
+        .name = (n), .arity = (a), .kind = KIND_READ, .exec = (fn) \
     }
-#define LOCAL(name, arity, fn)                               \
-    {                                                        \
-        name, arity, KIND_LOCAL, false, NULL, fn, 0, 0, 0, 0 \
+#define LOCAL(n, a, fn)                                             \
+    {                                                               \
+        .name = (n), .arity = (a), .kind = KIND_LOCAL, .exec = (fn) \
     }
-#define ADMIN(name, arity, fn)                               \
-    {                                                        \
-        name, arity, KIND_ADMIN, false, NULL, fn, 0, 0, 0, 0 \
+#define ADMIN(n, a, fn)                                             \
+    {                                                               \
+        .name = (n), .arity = (a), .kind = KIND_ADMIN, .exec = (fn) \
     }
-#define NOAUTH(name, arity, fn)                             \
-    {                                                       \
-        name, arity, KIND_LOCAL, true, NULL, fn, 0, 0, 0, 0 \
+#define NOAUTH(n, a, fn)                                                               \
+    {                                                                                  \
+        .name = (n), .arity = (a), .kind = KIND_LOCAL, .exec = (fn), .is_noauth = true \
     }
 
 static const struct command commands[] = {
