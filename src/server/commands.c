@@ -241,42 +241,26 @@ static int build_incr(const struct command *def,
     return check_key(cmd->key, errtext);
 }
 
-/* QUORUM.CAS key expected new: :1 when key held expected and now holds new, else :0. */
-static int build_cas(const struct command *def,
-                     const struct qr_buf *args,
-                     size_t args_count,
-                     struct qr_kv_cmd *cmd,
-                     enum qr__reply_shape *shape,
-                     char *errtext)
+/* QUORUM.CAS key expected new: :1 when key held expected and now holds new, else :0.
+   QUORUM.CAD key expected: :1 when key held expected and is now deleted, else :0. */
+static int build_compare(const struct command *def,
+                         const struct qr_buf *args,
+                         size_t args_count,
+                         struct qr_kv_cmd *cmd,
+                         enum qr__reply_shape *shape,
+                         char *errtext)
 {
-    (void)def;
-    (void)args_count;
-    cmd->op = QR_KV_CAS;
+    cmd->op = def->op;
     cmd->key = args[1];
     cmd->expected = args[2];
-    cmd->value = args[3];
+    if (args_count == 4) {
+        cmd->value = args[3];
+    }
     *shape = QR__REPLY_INTEGER;
     if (check_key(cmd->key, errtext) != 0 || check_value(cmd->expected, errtext) != 0) {
         return QR_EINVAL;
     }
     return check_value(cmd->value, errtext);
-}
-
-/* QUORUM.CAD key expected: :1 when key held expected and is now deleted, else :0. */
-static int build_cad(const struct command *def,
-                     const struct qr_buf *args,
-                     size_t args_count,
-                     struct qr_kv_cmd *cmd,
-                     enum qr__reply_shape *shape,
-                     char *errtext)
-{
-    (void)def;
-    (void)args_count;
-    cmd->op = QR_KV_CAD;
-    cmd->key = args[1];
-    cmd->expected = args[2];
-    *shape = QR__REPLY_INTEGER;
-    return check_key(cmd->key, errtext) != 0 ? QR_EINVAL : check_value(cmd->expected, errtext);
 }
 
 /* ---- READ commands: run against the local store when their turn comes --------------------- */
@@ -655,6 +639,10 @@ static int exec_command(struct qr__client *c, const struct qr_buf *args, size_t 
         .name = (n), .arity = (a), .kind = KIND_WRITE, .build = build_incr, .op = QR_KV_INCR, \
         .shape = QR__REPLY_INTEGER, .delta = (d)                                              \
     }
+#define WRITE_COMPARE(n, a, o)                                                           \
+    {                                                                                    \
+        .name = (n), .arity = (a), .kind = KIND_WRITE, .build = build_compare, .op = (o) \
+    }
 #define READ(n, a, fn)                                             \
     {                                                              \
         .name = (n), .arity = (a), .kind = KIND_READ, .exec = (fn) \
@@ -684,8 +672,8 @@ static const struct command commands[] = {
     WRITE_INCR("decr", 2, -1),
     WRITE_INCR("incrby", 3, 1),
     WRITE_INCR("decrby", 3, -1),
-    WRITE("quorum.cas", 4, build_cas),
-    WRITE("quorum.cad", 3, build_cad),
+    WRITE_COMPARE("quorum.cas", 4, QR_KV_CAS),
+    WRITE_COMPARE("quorum.cad", 3, QR_KV_CAD),
     READ("get", 2, exec_get),
     READ("mget", -2, exec_mget),
     READ("exists", -2, exec_exists),
