@@ -10,32 +10,22 @@
 #include "kv/kv.h"
 #include "quorum/err.h"
 #include "quorum/log.h"
+#include "util/err.h"
 #include "util/parse.h"
-
-static int fail(char *errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Write a message for the one-line error and return -1. */
-static int fail(char *errmsg, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    (void)vsnprintf(errmsg, QR_ERRMSG_SIZE, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* "1=host:port,2=host:port": split f->cluster_text in place. */
 static int parse_cluster(struct qr_server_flags *f, const char *text, char *errmsg)
 {
     size_t len = strlen(text);
     if (len == 0 || len >= sizeof(f->cluster_text)) {
-        return fail(errmsg, "--cluster: empty or too long");
+        return qr__errf(errmsg, QR_EINVAL, "--cluster: empty or too long");
     }
     memcpy(f->cluster_text, text, len + 1);
     char *item = f->cluster_text;
     while (item != NULL) {
         if (f->peers_count == QR_SERVER_FLAGS_PEERS_MAX) {
-            return fail(errmsg, "--cluster: more than %d members", QR_SERVER_FLAGS_PEERS_MAX);
+            return qr__errf(errmsg, QR_EINVAL, "--cluster: more than %d members",
+                            QR_SERVER_FLAGS_PEERS_MAX);
         }
         char *comma = strchr(item, ',');
         if (comma != NULL) {
@@ -43,16 +33,18 @@ static int parse_cluster(struct qr_server_flags *f, const char *text, char *errm
         }
         char *eq = strchr(item, '=');
         if (eq == NULL) {
-            return fail(errmsg, "--cluster: \"%.64s\" is not ID=HOST:PORT", item);
+            return qr__errf(errmsg, QR_EINVAL, "--cluster: \"%.64s\" is not ID=HOST:PORT", item);
         }
         *eq = '\0';
         struct qr_node_peer *p = &f->peers[f->peers_count++];
         if (qr__parse_u64(item, 1, UINT64_MAX, &p->id, NULL) != 0) {
-            return fail(errmsg, "--cluster: id \"%.64s\" is not a positive integer", item);
+            return qr__errf(errmsg, QR_EINVAL, "--cluster: id \"%.64s\" is not a positive integer",
+                            item);
         }
         for (size_t i = 0; i + 1 < f->peers_count; i++) {
             if (f->peers[i].id == p->id) {
-                return fail(errmsg, "--cluster: id %llu appears twice", (unsigned long long)p->id);
+                return qr__errf(errmsg, QR_EINVAL, "--cluster: id %llu appears twice",
+                                (unsigned long long)p->id);
             }
         }
         p->address = eq + 1;
@@ -116,7 +108,7 @@ static int parse_flag(struct qr_server_flags *f, int argc, char **argv, int *i, 
             uint64_t *field = (uint64_t *)(void *)((char *)f + number_flags[k].offset);
             char why[QR_ERRMSG_SIZE] = "";
             if (qr__parse_u64(value, number_flags[k].min, number_flags[k].max, field, why) != 0) {
-                return fail(errmsg, "%s: %s", number_flags[k].name, why);
+                return qr__errf(errmsg, QR_EINVAL, "%s: %s", number_flags[k].name, why);
             }
             return 0;
         }
@@ -137,7 +129,7 @@ static int parse_flag(struct qr_server_flags *f, int argc, char **argv, int *i, 
         f->sync_none = strcmp(value, "none") == 0;
         return f->sync_none || strcmp(value, "always") == 0
                    ? 0
-                   : fail(errmsg, "--sync: \"%s\" is not always or none", value);
+                   : qr__errf(errmsg, QR_EINVAL, "--sync: \"%s\" is not always or none", value);
     }
     if (strcmp(arg, "--join") == 0) {
         f->join = true;
@@ -160,7 +152,8 @@ static int parse_flag(struct qr_server_flags *f, int argc, char **argv, int *i, 
             is_known = is_known || qr__flag_is(arg, number_flags[k].name);
         }
         is_known = is_known || qr__flag_is(arg, "--cluster") || qr__flag_is(arg, "--sync");
-        return fail(errmsg, is_known ? "%s needs a value" : "unknown flag %s (see --help)", arg);
+        return qr__errf(errmsg, QR_EINVAL,
+                        is_known ? "%s needs a value" : "unknown flag %s (see --help)", arg);
     }
     return 0;
 }
@@ -192,21 +185,22 @@ int qr__server_flags_parse(struct qr_server_flags *f, int argc, char **argv, cha
         }
     }
     if (f->id == 0) {
-        return fail(errmsg, "--id is required (see --help)");
+        return qr__errf(errmsg, QR_EINVAL, "--id is required (see --help)");
     }
     if (f->peers_count == 0) {
-        return fail(errmsg, "--cluster is required, e.g. --cluster 1=127.0.0.1:7001 "
-                            "(see --help)");
+        return qr__errf(errmsg, QR_EINVAL,
+                        "--cluster is required, e.g. --cluster 1=127.0.0.1:7001 "
+                        "(see --help)");
     }
     bool is_listed = false;
     for (size_t i = 0; i < f->peers_count; i++) {
         is_listed = is_listed || f->peers[i].id == f->id;
     }
     if (!is_listed) {
-        return fail(errmsg,
-                    "--id %llu is not in --cluster: list this member's peer address "
-                    "there too (%llu=HOST:PORT)",
-                    (unsigned long long)f->id, (unsigned long long)f->id);
+        return qr__errf(errmsg, QR_EINVAL,
+                        "--id %llu is not in --cluster: list this member's peer address "
+                        "there too (%llu=HOST:PORT)",
+                        (unsigned long long)f->id, (unsigned long long)f->id);
     }
     if (f->data_dir == NULL) {
         (void)snprintf(f->data_default, sizeof(f->data_default), "quorumd-%llu",
@@ -214,9 +208,10 @@ int qr__server_flags_parse(struct qr_server_flags *f, int argc, char **argv, cha
         f->data_dir = f->data_default;
     }
     if ((f->secret_text == NULL) == (f->secret_file == NULL)) {
-        return fail(errmsg, "give the cluster secret with --secret-file FILE (or --secret "
-                            "TEXT), the same on every member; make one with: head -c 32 "
-                            "/dev/urandom | base64 > FILE");
+        return qr__errf(errmsg, QR_EINVAL,
+                        "give the cluster secret with --secret-file FILE (or --secret "
+                        "TEXT), the same on every member; make one with: head -c 32 "
+                        "/dev/urandom | base64 > FILE");
     }
     return 0;
 }

@@ -55,7 +55,7 @@ struct qr_server_flags {
  * @param f       Out.
  * @param errmsg  Out: QR_ERRMSG_SIZE bytes, one line, set when -1 is returned.
  * @return 0 (f is complete but the secret is not read yet), 1 (--help or --version: see
- *         f->is_help / is_version), -1 (bad flags: errmsg).
+ *         f->is_help / is_version), QR_EINVAL (bad flags: errmsg).
  */
 int qr__server_flags_parse(struct qr_server_flags *f, int argc, char **argv, char *errmsg);
 

@@ -27,6 +27,7 @@
 #include "server/kvfsm.h"
 #include "server/server.h"
 #include "util/address.h"
+#include "util/err.h"
 #include "util/log.h"
 #include "util/parse.h"
 
@@ -94,18 +95,6 @@ static void usage(FILE *out)
         QR_SERVER_CLIENTS_MAX_DEFAULT, QR_SERVER_BULK_SIZE_MAX_DEFAULT,
         QR_SERVER_ARGS_COUNT_MAX_DEFAULT, QR_SERVER_REPLY_SIZE_MAX_DEFAULT,
         (unsigned)QR_KV_KEYS_MAX_DEFAULT);
-}
-
-static int fail(char *errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Write a message for the one-line error and return -1. */
-static int fail(char *errmsg, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    (void)vsnprintf(errmsg, QR_ERRMSG_SIZE, fmt, ap);
-    va_end(ap);
-    return -1;
 }
 
 /* ---- Logging -------------------------------------------------------------------------------- */
@@ -179,35 +168,37 @@ static int load_secret(struct app *app, char *errmsg)
     if (app->flags.secret_text != NULL) {
         app->secret_size = strlen(app->flags.secret_text);
         if (app->secret_size > SECRET_SIZE_MAX) {
-            return fail(errmsg, "--secret: longer than %d bytes", SECRET_SIZE_MAX);
+            return qr__errf(errmsg, QR_EINVAL, "--secret: longer than %d bytes", SECRET_SIZE_MAX);
         }
         memcpy(app->secret, app->flags.secret_text, app->secret_size);
     } else {
         int fd = open(app->flags.secret_file, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
-            return fail(errmsg, "--secret-file %s: %s", app->flags.secret_file, strerror(errno));
+            return qr__errf(errmsg, QR_EINVAL, "--secret-file %s: %s", app->flags.secret_file,
+                            strerror(errno));
         }
         uint8_t buf[SECRET_SIZE_MAX + 2];
         ssize_t n = read(fd, buf, sizeof(buf));
         int err = errno;
         (void)close(fd); /* Read-only: close cannot lose anything. */
         if (n < 0) {
-            return fail(errmsg, "--secret-file %s: %s", app->flags.secret_file, strerror(err));
+            return qr__errf(errmsg, QR_EINVAL, "--secret-file %s: %s", app->flags.secret_file,
+                            strerror(err));
         }
         size_t size = (size_t)n;
         while (size > 0 && (buf[size - 1] == '\n' || buf[size - 1] == '\r')) {
             size--; /* A file made by echo or base64 ends with a newline. */
         }
         if (size > SECRET_SIZE_MAX) {
-            return fail(errmsg, "--secret-file %s: longer than %d bytes", app->flags.secret_file,
-                        SECRET_SIZE_MAX);
+            return qr__errf(errmsg, QR_EINVAL, "--secret-file %s: longer than %d bytes",
+                            app->flags.secret_file, SECRET_SIZE_MAX);
         }
         memcpy(app->secret, buf, size);
         app->secret_size = size;
     }
     if (app->secret_size < SECRET_SIZE_MIN) {
-        return fail(errmsg, "the cluster secret is %zu bytes; it needs at least %d",
-                    app->secret_size, SECRET_SIZE_MIN);
+        return qr__errf(errmsg, QR_EINVAL, "the cluster secret is %zu bytes; it needs at least %d",
+                        app->secret_size, SECRET_SIZE_MIN);
     }
     return 0;
 }
@@ -314,7 +305,9 @@ static int probe_resolve(const char *what, const char *address, char *errmsg)
 {
     struct sockaddr_storage addr;
     char why[QR_ERRMSG_SIZE] = "";
-    return qr__address_resolve(address, &addr, why) != 0 ? fail(errmsg, "%s: %s", what, why) : 0;
+    return qr__address_resolve(address, &addr, why) != 0
+               ? qr__errf(errmsg, QR_EINVAL, "%s: %s", what, why)
+               : 0;
 }
 
 /* Whether `address` can be listened on: checked before the data directory is touched, so
@@ -324,11 +317,11 @@ static int probe_listen(const char *what, const char *address, char *errmsg)
     struct sockaddr_storage addr;
     char why[QR_ERRMSG_SIZE] = "";
     if (qr__address_resolve(address, &addr, why) != 0) {
-        return fail(errmsg, "%s: %s", what, why);
+        return qr__errf(errmsg, QR_EINVAL, "%s: %s", what, why);
     }
     int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        return fail(errmsg, "%s %s: socket: %s", what, address, strerror(errno));
+        return qr__errf(errmsg, QR_EINVAL, "%s %s: socket: %s", what, address, strerror(errno));
     }
     int on = 1;
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)); /* As libuv does. */
@@ -338,7 +331,7 @@ static int probe_listen(const char *what, const char *address, char *errmsg)
     int err = errno;
     (void)close(fd); /* A probe: nothing was written. */
     if (rv != 0) {
-        return fail(errmsg, "%s %s: %s", what, address, strerror(err));
+        return qr__errf(errmsg, QR_EINVAL, "%s %s: %s", what, address, strerror(err));
     }
     return 0;
 }
@@ -358,7 +351,7 @@ static int app_start(struct app *app, char *errmsg)
     struct qr_kv_opts kv_opts = {.keys_max = f->keys_max};
     int rv = qr__kvfsm_init(&app->fsm, &kv_opts);
     if (rv != 0) {
-        return fail(errmsg, "cannot create the store: %s", qr_strerror(rv));
+        return qr__errf(errmsg, QR_EINVAL, "cannot create the store: %s", qr_strerror(rv));
     }
     for (size_t i = 0; i < f->peers_count; i++) {
         if (f->peers[i].id == f->id) {
