@@ -82,7 +82,8 @@ struct qr_fsm {
      * Apply one committed command at log index `index` (from 1, increasing).
      * @param command     Borrowed for the call.
      * @param result_out  Out, optional: a result for the proposer, or left {NULL, 0}; the node
-     *                    takes it and releases it after the proposer's callback.
+     *                    takes it and releases it after the proposer's callback. NULL when
+     *                    no proposer on this node waits for this entry: build no result.
      * @return 0. Any other value stops the node (QR_EFATAL): a replica cannot skip a
      *         committed command, so errors of the command itself belong in the result.
      */

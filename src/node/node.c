@@ -515,7 +515,9 @@ static int node_apply(struct qr_node *node, const struct qr_ready *rd, char *err
         QR_ASSERT(e->index == node->applied + 1);
         struct qr_buf result = {NULL, 0};
         if (e->type == QR_ENTRY_NORMAL) {
-            int rv = node->fsm.apply(node->fsm.ctx, e->index, e->data, &result);
+            /* No result to build when no proposer here waits for this entry. */
+            bool is_wanted = qr__node_requests_wait_for(node, e);
+            int rv = node->fsm.apply(node->fsm.ctx, e->index, e->data, is_wanted ? &result : NULL);
             if (rv != 0) {
                 qr__node_release(node, result);
                 return qr__errf(errmsg, QR_EFATAL,

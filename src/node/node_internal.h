@@ -333,6 +333,8 @@ void qr__node_peers_tick(struct qr_node *node);
 
 void qr__node_requests_init(struct qr_node *node);
 /* Entry e was applied with result (taken). */
+/* Whether a proposal of this node waits for entry e (so apply should build a result). */
+bool qr__node_requests_wait_for(const struct qr_node *node, const struct qr_entry *e);
 void qr__node_requests_applied(struct qr_node *node,
                                const struct qr_entry *e,
                                struct qr_buf result);

@@ -361,6 +361,18 @@ void qr__node_on_forward_ack(struct qr_node *node, qr_node_id from, struct qr_bu
     request_start(node, r, QR__NODE_REQ_WAIT_APPLY);
 }
 
+bool qr__node_requests_wait_for(const struct qr_node *node, const struct qr_entry *e)
+{
+    /* The applying list is ordered by index and holds nothing below the entry applied. */
+    for (const struct qr__node_request *r = node->applying.head; r != NULL && r->index <= e->index;
+         r = r->next) {
+        if (r->index == e->index && r->term == e->term) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void qr__node_requests_applied(struct qr_node *node, const struct qr_entry *e, struct qr_buf result)
 {
     bool is_given = false;

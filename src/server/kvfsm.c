@@ -63,7 +63,7 @@ static int kvfsm_apply(void *ctx, qr_index index, struct qr_buf command, struct 
         memset(&result, 0, sizeof(result));
         result.status = QR_KV_ERROR;
         result.error = QR_KV_ERROR_NONE;
-        return result_encode(&result, result_out);
+        return result_out != NULL ? result_encode(&result, result_out) : 0;
     }
     rv = qr__kv_apply(f->kv, &cmd, &result);
     if (rv != 0) {
@@ -72,7 +72,8 @@ static int kvfsm_apply(void *ctx, qr_index index, struct qr_buf command, struct 
     if (cmd.op == QR_KV_MEMBER && result.status == QR_KV_OK) {
         f->has_members_changed = true;
     }
-    return result_encode(&result, result_out);
+    /* Only the node where the command was proposed wants an answer. */
+    return result_out != NULL ? result_encode(&result, result_out) : 0;
 }
 
 static int kvfsm_snapshot(void *ctx, struct qr_buf *data_out)
