@@ -414,6 +414,14 @@ struct qr_storage_status {
 QR_API void qr_storage_status(const struct qr_storage *storage, struct qr_storage_status *status);
 
 /**
+ * The largest entry payload a write to this storage accepts (bytes): what one framed batch
+ * holds with the options it was opened with (batch_size_max, segment_size), at most
+ * QR_STORAGE_ENTRY_SIZE_MAX. A write with a larger entry fails with QR_ETOOBIG, so a driver
+ * caps what it accepts at this (qr_core_opts.entry_bytes_max).
+ */
+QR_API uint64_t qr_storage_entry_size_max(const struct qr_storage *storage);
+
+/**
  * The message of the most recent failed call, naming file and offset where relevant.
  * @return A view valid until the next call on the storage.
  */

@@ -230,6 +230,7 @@ static int node_open(struct qr_node *node, char *errmsg)
     so.sync = node->opts.sync;
     so.fs = node->opts.storage_fs;
     so.create = true;
+    so.batch_size_max = QR__NODE_STORAGE_BATCH_SIZE;
     struct qr_storage_recovered rec;
     int rv = qr_storage_open(node->data_dir, &so, &node->storage, &rec, errmsg);
     if (rv != 0) {
@@ -245,6 +246,12 @@ static int node_open(struct qr_node *node, char *errmsg)
     qr_core_opts_default(&co, node->opts.id);
     co.seed = uv_hrtime() ^ (node->opts.id * 0x9e3779b97f4a7c15ull);
     co.election_ticks = node->opts.election_ticks;
+    /* An entry the core accepts must fit in one storage batch: a larger one would stop every
+     * node that tries to persist it. Refused at proposal time instead (QR_ETOOBIG). */
+    uint64_t storage_entry_max = qr_storage_entry_size_max(node->storage);
+    if (co.entry_bytes_max > storage_entry_max) {
+        co.entry_bytes_max = (uint32_t)storage_entry_max;
+    }
     struct qr_core_state st;
     qr_storage_core_state(&rec, &st);
     struct qr_config boot;

@@ -34,6 +34,8 @@ _Static_assert(QR_ADDRESS_SIZE == QR_NODE_ADDRESS_SIZE, "one address size");
 #define QR__NODE_BACKOFF_MS_MAX 2000
 /* Frames handed to one uv_write. */
 #define QR__NODE_WRITE_BUFS_MAX 256
+/* Bytes per storage batch: the core's largest entry (8 MiB by default) must fit in one. */
+#define QR__NODE_STORAGE_BATCH_SIZE ((uint64_t)16 << 20)
 /* Bytes read from a socket at a time. */
 #define QR__NODE_READ_BUF_SIZE (64u << 10)
 /* Output batches processed per drain before yielding to the loop. */

@@ -45,6 +45,16 @@ static uint64_t batch_entries_size_max(const struct qr_storage *s)
     return batch - QR__STORAGE_BATCH_HEADER_SIZE - BATCH_EXTRA_SIZE;
 }
 
+uint64_t qr_storage_entry_size_max(const struct qr_storage *s)
+{
+    QR_ASSERT(s != NULL);
+    /* The largest n with qr__storage_entry_record_size(n) <= the batch's room: the record
+     * pads its fixed part and payload to 8 bytes together. */
+    uint64_t room = batch_entries_size_max(s) - QR__STORAGE_RECORD_HEADER_SIZE;
+    uint64_t max = (room & ~(uint64_t)7) - QR__STORAGE_ENTRY_FIXED_SIZE;
+    return max < QR_STORAGE_ENTRY_SIZE_MAX ? max : QR_STORAGE_ENTRY_SIZE_MAX;
+}
+
 /* Room for one more segment in the list, so that adding it later cannot fail. */
 static int segments_reserve(struct qr_storage *s)
 {

@@ -666,6 +666,12 @@ static void test_write_refuses_invalid_batches(void **state)
     static uint8_t big[20000];
     e[0].data = (struct qr_buf){big, sizeof(big)}; /* Larger than a 4 KiB segment. */
     assert_int_equal(qr_storage_write(f->s, &b), QR_ETOOBIG);
+    /* qr_storage_entry_size_max is the limit to the byte: one more is refused. */
+    uint64_t entry_max = qr_storage_entry_size_max(f->s);
+    assert_true(entry_max > 0 && entry_max < sizeof(big));
+    e[0].data = (struct qr_buf){big, (size_t)entry_max + 1};
+    assert_int_equal(qr_storage_write(f->s, &b), QR_ETOOBIG);
+    assert_non_null(strstr(qr_storage_errmsg(f->s), "does not fit"));
     struct qr_storage_batch hs = {.has_hard_state = true, .hard_state = {1, 0, 0}};
     assert_int_equal(qr_storage_write(f->s, &hs), QR_EINVAL); /* Term 2 was written. */
     struct qr_snapshot_meta m = {.index = 5, .term = 2};
@@ -675,9 +681,15 @@ static void test_write_refuses_invalid_batches(void **state)
     e[0] = *fx_entry(f, 11, 2, 0);
     e[1] = *fx_entry(f, 12, 2, 0);
     assert_int_equal(qr_storage_write(f->s, &b), 0);
+    /* An entry of exactly the limit is taken (in a segment of its own). */
+    e[0] = *fx_entry(f, 13, 2, 0);
+    e[0].data = (struct qr_buf){big, (size_t)entry_max};
+    b.entries_count = 1;
+    assert_int_equal(qr_storage_write(f->s, &b), 0);
     fx_close(f);
     assert_int_equal(fx_open(f), 0);
-    assert_int_equal(f->rec.entries_count, 12);
+    assert_int_equal(f->rec.entries_count, 13);
+    assert_int_equal(f->rec.entries[12].data.len, entry_max);
     fx_free(f);
 }
 
