@@ -338,9 +338,30 @@ static void conn_write_done(struct qr__node_conn *c)
     c->is_writing = false;
 }
 
-/* Start one uv_write with everything queued (up to QR__NODE_WRITE_BUFS_MAX frames).
- * @return 0, or the error of uv_write (the frames are freed). */
-static int conn_write(struct qr__node_conn *c, uv_write_cb cb)
+/* Skip the first `written` bytes of bufs[0..n): return the index of the first buffer with
+ * bytes left, that buffer trimmed to them (n when everything was written). */
+static size_t bufs_advance(uv_buf_t *bufs, size_t n, size_t written)
+{
+    size_t i = 0;
+    while (i < n && written >= bufs[i].len) {
+        written -= bufs[i].len;
+        i++;
+    }
+    if (i < n) {
+        bufs[i].base += written;
+        bufs[i].len -= written;
+    }
+    return i;
+}
+
+/* Send everything queued (up to QR__NODE_WRITE_BUFS_MAX frames): first straight to the
+ * socket with uv_try_write, which usually takes it all in one system call; whatever the
+ * socket does not take goes to one uv_write (whose completion costs a poll change).
+ * @return 0 (is_writing says whether a uv_write is still running), or a uv error (the
+ * frames are freed). */
+static void conn_on_write(uv_write_t *req, int status);
+
+static int conn_write(struct qr__node_conn *c)
 {
     size_t n = 0;
     struct qr__node_frame *last = NULL;
@@ -360,19 +381,42 @@ static int conn_write(struct qr__node_conn *c, uv_write_cb cb)
     }
     last->next = NULL;
     c->is_writing = true;
-    int rv = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, c->bufs, (unsigned)n, cb);
+    int written = uv_try_write((uv_stream_t *)&c->tcp, c->bufs, (unsigned)n);
+    if (written < 0 && written != UV_EAGAIN) {
+        conn_write_done(c);
+        return written;
+    }
+    size_t first = written > 0 ? bufs_advance(c->bufs, n, (size_t)written) : 0;
+    if (first == n) {
+        conn_write_done(c); /* All of it went out now. */
+        return 0;
+    }
+    int rv = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, c->bufs + first, (unsigned)(n - first),
+                      conn_on_write);
     if (rv != 0) {
         conn_write_done(c);
     }
     return rv;
 }
 
+/* conn_write until everything queued is out or a uv_write is running. */
+static int conn_write_all(struct qr__node_conn *c)
+{
+    while (!c->is_writing && c->queue_head != NULL) {
+        int rv = conn_write(c);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
 static void conn_on_write(uv_write_t *req, int status)
 {
     struct qr__node_conn *c = req->data;
     conn_write_done(c);
-    if (status >= 0 && !c->is_closing && c->queue_head != NULL) {
-        status = conn_write(c, conn_on_write); /* More was queued meanwhile. */
+    if (status >= 0 && !c->is_closing) {
+        status = conn_write_all(c); /* More was queued meanwhile. */
     }
     if (status < 0 && !c->is_closing) {
         QR_LOG_DEBUGF("node: node=%llu write to peer %llu: %s", ull(c->node->opts.id),
@@ -386,7 +430,7 @@ static void conn_flush(struct qr__node_conn *c)
     if (c->is_writing || c->is_closing || !c->is_connected || c->queue_head == NULL) {
         return;
     }
-    int rv = conn_write(c, conn_on_write);
+    int rv = conn_write_all(c);
     if (rv != 0) {
         QR_LOG_DEBUGF("node: node=%llu write to peer %llu: %s", ull(c->node->opts.id),
                       ull(c->peer_id), uv_strerror(rv));
