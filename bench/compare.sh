@@ -16,6 +16,11 @@
 # p50/p99/p99.9 latency, with the ratios quorumd/etcd, quorumd/ZooKeeper and, for
 # writes at 64 clients, quorumd/redis. With redis selected it then checks our
 # generator against redis-benchmark on the same server (see bench/compare.md).
+# quorumd's reads also run once more with "QUORUM.READS stale" (served from the
+# node's own state, no ReadIndex round): the price of linearizability, not a
+# comparison. Before and after the systems, bench/fsyncprobe measures the
+# flushes the disk under the data directory takes, for one writer and for three
+# at once (three replicas on this one machine share it).
 #
 # Usage: bench/compare.sh [--runs N] [--duration S] [--warmup S]
 #                         [--only quorumd,etcd,zk,redis] [--no-redis-benchmark] [--core]
@@ -97,8 +102,9 @@ fi
 
 # ---- Build the load generator ----
 cmake --preset release >/dev/null
-cmake --build build/release --target loadgen >/dev/null
+cmake --build build/release --target loadgen fsyncprobe >/dev/null
 loadgen=build/release/bench/loadgen
+fsyncprobe=build/release/bench/fsyncprobe
 if is_selected zk && ! "$loadgen" --help | grep -q 'built with ZooKeeper'; then
   echo "compare.sh: $loadgen was built without ZooKeeper support; skipping zk" >&2
   unset 'selected[zk]'
@@ -300,8 +306,9 @@ start_redis() {
 
 # ---- The workload ----
 # Cells: name op clients pipeline; the pipelined one only for RESP servers.
+# get-c64-stale: quorumd only, reads without the ReadIndex round (not linearizable).
 cells=("set-c1 set 1 1" "set-c16 set 16 1" "set-c64 set 64 1" "set-c64-p16 set 64 16"
-  "get-c64 get 64 1")
+  "get-c64 get 64 1" "get-c64-stale get 64 1")
 results=$tmp/results
 : >"$results"
 
@@ -310,6 +317,9 @@ run_cell() {
   local system=$1 cell=$2 op=$3 clients_count=$4 pipeline=$5 line extra=()
   if [ "$op" = get ] && [ "$proto" != zk ]; then
     extra=(--populate) # Reads find every key: written once, unmeasured.
+  fi
+  if [ "$cell" = get-c64-stale ]; then
+    extra+=(--init "QUORUM.READS stale")
   fi
   if ! line=$(timeout "$(awk -v d="$duration" -v w="$warmup" 'BEGIN { print int(d + w + 120) }')" \
     "$loadgen" --proto "$proto" --endpoints "$endpoints" --op "$op" --clients "$clients_count" \
@@ -338,7 +348,8 @@ bench_system() {
   for ((r = 1; r <= runs; r++)); do
     for cell in "${cells[@]}"; do
       read -r name op clients pipeline <<<"$cell"
-      if [ "$pipeline" -gt 1 ] && [ "$proto" != resp ]; then
+      if { [ "$pipeline" -gt 1 ] && [ "$proto" != resp ]; } ||
+        { [ "$name" = get-c64-stale ] && [ "$system" != quorumd ]; }; then
         continue
       fi
       run_cell "$system" "$name" "$op" "$clients" "$pipeline" || return 1
@@ -383,8 +394,22 @@ check_agreement() {
   done
 }
 
+# ---- The disk: flushes per second for 1 and 3 writers (bench/fsyncprobe.c) ----
+probe_disk() { # -> one line
+  local one three
+  one=$("$fsyncprobe" --dir "$tmp" --writers 1 --seconds 3) || return 1
+  three=$("$fsyncprobe" --dir "$tmp" --writers 3 --seconds 3) || return 1
+  printf '%s\n%s\n' "$one" "$three" | awk '
+    { for (i = 1; i <= NF; i++) { split($i, kv, "="); f[NR, kv[1]] = kv[2] } }
+    END { printf "1 writer %s flushes/s (p50 %.2f ms, p99 %.2f ms); 3 writers %s in all, %s each (p50 %.2f ms, p99 %.2f ms)",
+          f[1, "flushes_per_s"], f[1, "p50_us"] / 1000, f[1, "p99_us"] / 1000,
+          f[2, "flushes_per_s"], f[2, "flushes_per_s_per_writer"], f[2, "p50_us"] / 1000,
+          f[2, "p99_us"] / 1000 }'
+}
+
 # ---- Main ----
 echo "compare.sh: $(nproc) CPUs; load before: $(uptime)" >&2
+disk_before=$(probe_disk) || disk_before="fsyncprobe failed"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 systems=()
 for system in quorumd etcd zk redis; do
@@ -402,6 +427,7 @@ for system in quorumd etcd zk redis; do
   stop_pids
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+disk_after=$(probe_disk) || disk_after="fsyncprobe failed"
 
 # ---- The table ----
 stats() { # system cell column -> "median min max"
@@ -421,6 +447,8 @@ echo "Closed loop, $value_size-byte values, 16-byte keys over $keys keys, ${dura
   "(+${warmup} s warm-up), $runs runs per cell: throughput median (min-max) ops/s," \
   "then median p50/p99/p99.9 latency in ms; e=errors."
 echo "Machine: $(nproc) CPUs; load average (1/5/15 min) before $load_before, after $load_after."
+echo "Disk (4 KiB append + fdatasync, back to back, under $tmp): before: $disk_before;" \
+  "after: $disk_after."
 header="| cell |"
 rule="|---|"
 for system in "${systems[@]}"; do
@@ -451,6 +479,9 @@ for cell in "${cells[@]}"; do
     row+=" |"
   done
   q=${median[quorumd]:--}
+  if [ "$name" = get-c64-stale ]; then
+    q=- # Not linearizable: no ratio against the others' reads.
+  fi
   row+=" $(ratio "$q" "${median[etcd]:--}") | $(ratio "$q" "${median[zk]:--}") |"
   case $name in
   set-c64*) row+=" $(ratio "$q" "${median[redis]:--}") |" ;;
@@ -460,7 +491,8 @@ for cell in "${cells[@]}"; do
   unset median
 done
 echo "Reads: quorumd GET and etcd range are linearizable; ZooKeeper getData is served by the" \
-  "contacted server without sync, so it is not (bench/compare.md)."
+  "contacted server without sync, so it is not (bench/compare.md). get-c64-stale: quorumd" \
+  "after QUORUM.READS stale (no ReadIndex round, not linearizable), to show what the round costs."
 if [ -n "${agreement:-}" ]; then
   echo "$agreement"
 fi

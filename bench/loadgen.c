@@ -77,6 +77,7 @@
 #define HTTP_HEAD_SIZE_MAX 16384
 #define HTTP_HEADERS_MAX   100
 #define HTTP_CHUNKS_MAX    1024
+#define INIT_SIZE_MAX      1024 /* --init, encoded. */
 
 #define HIST_SUB_BITS      8
 #define HIST_SUB_COUNT     (1u << HIST_SUB_BITS)
@@ -112,7 +113,9 @@ struct args {
     uint32_t keys_count;
     uint32_t value_size; /* Bytes, before any encoding. */
     uint32_t threads_count;
-    bool is_populate; /* Write every key once before measuring. */
+    bool is_populate;         /* Write every key once before measuring. */
+    char init[INIT_SIZE_MAX]; /* --init as a RESP request; sent first on every connection. */
+    size_t init_size;         /* 0: none. */
     struct endpoint endpoints[ENDPOINTS_MAX];
     size_t endpoints_count;
 };
@@ -165,6 +168,8 @@ struct conn {
     uint32_t reconnects_count;
     bool is_done;        /* Issues nothing more: stopped, or gave up. */
     bool is_out_waiting; /* EPOLLOUT registered. */
+    bool needs_init;     /* --init goes before the next batch (new connection). */
+    bool is_init_owed;   /* The answer to --init comes before the batch's answers. */
     struct stats stats;
 };
 
@@ -709,6 +714,7 @@ static void conn_close(struct conn *c)
     c->batch_count = 0;
     c->answers_count = 0;
     c->is_out_waiting = false;
+    c->is_init_owed = false;
 }
 
 /* A blocking connect (loopback answers at once), then non-blocking I/O under epoll. */
@@ -739,6 +745,7 @@ static int conn_connect(struct conn *c, int epoll_fd, char *errmsg)
         return -1;
     }
     c->fd = fd;
+    c->needs_init = c->run->args->init_size > 0;
     return 0;
 }
 
@@ -823,6 +830,11 @@ static void conn_issue(struct worker *w, struct conn *c)
     }
     c->out_len = 0;
     c->out_sent = 0;
+    if (c->needs_init) {
+        out_append(c, c->run->args->init, c->run->args->init_size);
+        c->needs_init = false;
+        c->is_init_owed = true;
+    }
     for (uint32_t i = 0; i < count; i++) {
         uint32_t key_index = run_key(c->run, &c->rng);
         if (c->run->args->proto == PROTO_RESP) {
@@ -843,6 +855,20 @@ static void conn_parse_answers(struct worker *w, struct conn *c)
     uint64_t now = now_ns();
     bool is_measured = conn_is_measured(c);
     size_t pos = 0;
+    if (c->is_init_owed) {
+        size_t consumed = 0;
+        bool is_error = false;
+        enum parse_result r = resp_parse(c->in, c->in_len, &consumed, &is_error, c->run);
+        if (r == PARSE_MORE) {
+            return;
+        }
+        if (r == PARSE_BAD || is_error) {
+            conn_fail(w, c, r == PARSE_BAD ? "malformed answer" : "--init refused");
+            return;
+        }
+        c->is_init_owed = false;
+        pos = consumed;
+    }
     while (c->answers_count < c->batch_count) {
         size_t consumed = 0;
         bool is_error = false;
@@ -1013,7 +1039,8 @@ static struct conn *conn_create(struct run *run, uint32_t index)
     c->fd = -1;
     c->endpoint = &a->endpoints[index % a->endpoints_count];
     c->rng = 0x9e3779b97f4a7c15ull * (index + 1u);
-    c->out_capacity = (size_t)a->pipeline * (base64_size(a->value_size) + REQUEST_EXTRA_SIZE);
+    c->out_capacity =
+        (size_t)a->pipeline * (base64_size(a->value_size) + REQUEST_EXTRA_SIZE) + a->init_size;
     c->out = qr_malloc(c->out_capacity);
     c->in = qr_malloc(IN_BUF_SIZE);
     if (c->out == NULL || c->in == NULL) {
@@ -1418,7 +1445,7 @@ static void usage(FILE *out)
         out,
         "usage: loadgen [--proto resp|etcd|zk] [--op set|get] [--clients C] [--pipeline D]\n"
         "               [--requests N] [--duration S] [--warmup S] [--keys K]\n"
-        "               [--value-size B] [--threads T] [--populate]\n"
+        "               [--value-size B] [--threads T] [--populate] [--init CMD]\n"
         "               [--host H] [--port P] | [--endpoints H:P[,H:P...]]\n"
         "A closed loop: each of C clients, on its own TCP connection, sends D requests\n"
         "and waits for all their answers before sending more.\n"
@@ -1439,6 +1466,9 @@ static void usage(FILE *out)
         "  --value-size B  value bytes, 1 to %u (default 128)\n"
         "  --threads T     epoll threads for resp/etcd, 1 to %d (default 1)\n"
         "  --populate      resp/etcd: write every key once, unmeasured, before the run\n"
+        "  --init CMD      resp: send CMD (words split on spaces) first on every\n"
+        "                  connection, e.g. \"QUORUM.READS stale\"; an error answer\n"
+        "                  fails the connection\n"
         "  --endpoints     servers; clients are spread over them round-robin\n"
         "Output: one key=value line on stdout; a summary and the first error on stderr.\n"
         "Exit: 0 when some request succeeded, 1 when none did or setup failed, 2 usage.\n",
@@ -1582,6 +1612,41 @@ static int parse_number(int argc, char **argv, int *i, double *numbers)
 }
 
 /* A word flag at argv[*i]: 0 parsed, 1 not a word flag, -1 bad value (reported). */
+/* --init "WORD ...": the words (split on spaces) as one RESP request in a->init. */
+static int init_encode(const char *text, struct args *a)
+{
+    char words[INIT_SIZE_MAX];
+    size_t text_size = strlen(text);
+    if (text_size >= sizeof(words)) {
+        (void)fprintf(stderr, "loadgen: --init: longer than %d bytes\n", INIT_SIZE_MAX - 1);
+        return -1;
+    }
+    memcpy(words, text, text_size + 1);
+    const char *argv[INIT_SIZE_MAX / 2];
+    size_t argc = 0;
+    char *save = NULL;
+    for (char *w = strtok_r(words, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save)) {
+        argv[argc++] = w;
+    }
+    if (argc == 0) {
+        (void)fprintf(stderr, "loadgen: --init: no command\n");
+        return -1;
+    }
+    size_t at = 0;
+    int n = snprintf(a->init, sizeof(a->init), "*%zu\r\n", argc);
+    for (size_t i = 0; n > 0 && (size_t)n < sizeof(a->init) - at && i < argc; i++) {
+        at += (size_t)n;
+        n = snprintf(a->init + at, sizeof(a->init) - at, "$%zu\r\n%s\r\n", strlen(argv[i]),
+                     argv[i]);
+    }
+    if (n <= 0 || (size_t)n >= sizeof(a->init) - at) {
+        (void)fprintf(stderr, "loadgen: --init: longer than %d bytes encoded\n", INIT_SIZE_MAX);
+        return -1;
+    }
+    a->init_size = at + (size_t)n;
+    return 0;
+}
+
 static int parse_word_flag(int argc, char **argv, int *i, struct args *a, const char **texts)
 {
     const char *arg = argv[*i];
@@ -1599,6 +1664,9 @@ static int parse_word_flag(int argc, char **argv, int *i, struct args *a, const 
         value = qr__flag_value(argc, argv, i, "--host");
         texts[0] = value;
         rv = value == NULL ? -1 : 0;
+    } else if (qr__flag_is(arg, "--init")) {
+        value = qr__flag_value(argc, argv, i, "--init");
+        rv = value == NULL ? -1 : init_encode(value, a);
     } else if (qr__flag_is(arg, "--endpoints")) {
         value = qr__flag_value(argc, argv, i, "--endpoints");
         texts[1] = value;
@@ -1674,6 +1742,10 @@ static int parse_args(int argc, char **argv, struct args *a)
     a->value_size = (uint32_t)numbers[NUMBER_VALUE_SIZE];
     a->threads_count = (uint32_t)numbers[NUMBER_THREADS];
     a->threads_count = a->threads_count < a->clients_count ? a->threads_count : a->clients_count;
+    if (a->init_size > 0 && a->proto != PROTO_RESP) {
+        (void)fprintf(stderr, "loadgen: --init is for --proto resp only\n");
+        return -1;
+    }
 #ifndef QR_LOADGEN_ZK
     if (a->proto == PROTO_ZK) {
         (void)fprintf(stderr, "loadgen: --proto zk: built without ZooKeeper support "
