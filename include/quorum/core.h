@@ -37,8 +37,13 @@
  *   }
  *   ... when the write of batch rd.persist_seq is durable: qr_core_persisted(core, seq)
  *
- * Only one persist batch is outstanding at a time: everything proposed while
- * it is being written goes into the next one (group commit).
+ * By default one persist batch is outstanding at a time: everything proposed
+ * while it is being written goes into the next one (group commit). With
+ * opts.persist_batches_max > 1 the core hands out a new batch while earlier ones
+ * are still being written; the driver writes them in the order given and may
+ * report several at once (qr_core_persisted with the newest durable seq). A
+ * driver with a writer thread of its own uses this so that the thread, done with
+ * one batch, starts on what queued meanwhile without waiting for the loop.
  *
  * Durability rules enforced inside the core (DESIGN rule 2): a vote is granted,
  * an append acknowledged, and the leader's own entry counted toward a quorum
@@ -58,6 +63,8 @@
 #define QR_CORE_PROTOCOL_VERSION 1
 /** Most members (voters and learners) of one configuration. */
 #define QR_CORE_MEMBERS_MAX QR_VOTING_VOTERS_MAX
+/** Most persist batches outstanding at once (qr_core_opts.persist_batches_max). */
+#define QR_CORE_PERSIST_BATCHES_MAX 16
 
 /* ---- Entries and configurations ------------------------------------------ */
 
@@ -275,6 +282,8 @@ struct qr_core_opts {
     uint32_t snapshot_chunk_size;   /* Bytes per snapshot chunk (default 1 MiB). */
     uint32_t reads_pending_max;     /* Outstanding read requests (default 4096). */
     uint32_t entry_bytes_max;       /* Largest single entry payload (default 8 MiB). */
+    uint32_t persist_batches_max;   /* Persist batches outstanding at once, 1 to
+                                       QR_CORE_PERSIST_BATCHES_MAX (default 1). */
 };
 
 /** Fill opts with defaults for node `id`. */

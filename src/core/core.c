@@ -31,6 +31,7 @@ void qr_core_opts_default(struct qr_core_opts *opts, qr_node_id id)
     opts->snapshot_chunk_size = 1u << 20;
     opts->reads_pending_max = 4096;
     opts->entry_bytes_max = 8u << 20;
+    opts->persist_batches_max = 1;
 }
 
 static void opts_fill_defaults(struct qr_core_opts *opts)
@@ -53,6 +54,7 @@ static void opts_fill_defaults(struct qr_core_opts *opts)
     FILL(snapshot_chunk_size);
     FILL(reads_pending_max);
     FILL(entry_bytes_max);
+    FILL(persist_batches_max);
 #undef FILL
 }
 
@@ -800,6 +802,10 @@ int qr_core_create(const struct qr_core_opts *opts,
     if (opts->id == 0) {
         return qr__errf(errmsg, QR_EINVAL, "core: node id 0 is reserved");
     }
+    if (opts->persist_batches_max > QR_CORE_PERSIST_BATCHES_MAX) {
+        return qr__errf(errmsg, QR_EINVAL, "core: persist_batches_max %u is above %d",
+                        (unsigned)opts->persist_batches_max, QR_CORE_PERSIST_BATCHES_MAX);
+    }
     int rv = create_check_state(state, errmsg);
     if (rv != 0) {
         return rv;
@@ -903,7 +909,8 @@ void qr__core_check_invariants(const struct qr_core *core)
     QR_ASSERT(core->commit <= last);
     QR_ASSERT(core->durable <= last);
     QR_ASSERT(core->seq_done <= core->seq_emitted);
-    QR_ASSERT(core->batch_in_flight == (core->seq_done < core->seq_emitted));
+    QR_ASSERT(core->batches_count == core->seq_emitted - core->seq_done);
+    QR_ASSERT(core->batches_count <= core->opts.persist_batches_max);
     QR_ASSERT(core->unstable_from <= last + 1);
     QR_ASSERT(core->vote == 0 || core->term > 0);
     if (core->role == QR_ROLE_LEADER) {

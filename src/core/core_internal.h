@@ -54,6 +54,15 @@ struct qr__progress {
     uint32_t snapshot_idle_ticks;   /* SNAPSHOT: ticks since the last chunk was sent. */
 };
 
+/* A persist batch handed out and not yet reported durable. */
+struct qr__batch {
+    qr_index last; /* The log's last index when it left: it writes entries up to here. */
+    qr_term term;  /* Its hard state. */
+    qr_node_id vote;
+    qr_index floor; /* Lowest index truncated since it left (what it wrote from there on
+                       is stale); 0 = none. */
+};
+
 /* A message waiting to leave, possibly until a persist batch is durable. */
 struct qr__out {
     struct qr_msg msg;         /* msg.entries is resolved when the batch is handed out. */
@@ -89,14 +98,12 @@ struct qr_core {
     qr_term durable_term;    /* Term on disk. */
     qr_node_id durable_vote; /* Vote on disk. */
 
-    /* Persist batches: at most one in flight. */
+    /* Persist batches: at most opts.persist_batches_max in flight, oldest first in a ring. */
     uint64_t seq_emitted; /* Last batch handed out. */
     uint64_t seq_done;    /* Last batch reported durable; seq_done <= seq_emitted. */
-    bool batch_in_flight; /* seq_emitted > seq_done. */
-    qr_index batch_last;  /* Last index written by the in-flight batch. */
-    qr_term batch_term;   /* Hard state of the in-flight batch. */
-    qr_node_id batch_vote;
-    qr_index truncated_floor;        /* Lowest index truncated since the batch left; 0 = none. */
+    struct qr__batch batches[QR_CORE_PERSIST_BATCHES_MAX]; /* seq_done + 1 ... seq_emitted. */
+    size_t batches_head;                                   /* Ring index of the oldest. */
+    size_t batches_count;                                  /* seq_emitted - seq_done. */
     qr_index unstable_from;          /* First entry not yet handed out for persisting. */
     bool install_pending;            /* A received snapshot waits for the next batch. */
     struct qr_snapshot_meta install; /* That snapshot. */

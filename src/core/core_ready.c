@@ -5,8 +5,11 @@
  * something about durable state (a vote, an append acknowledgement, a
  * finished snapshot install) is held until the persist batch holding that
  * state is reported durable, and dropped if the term moved on meanwhile. At
- * most one persist batch is in flight; what accumulates meanwhile forms the
- * next one (group commit).
+ * most opts.persist_batches_max persist batches are in flight; what accumulates
+ * meanwhile forms the next one (group commit). A batch writes entries from where
+ * the previous one stopped up to the log's last index when it left; a truncation
+ * after it left makes what it wrote from the truncated index on stale, so its
+ * completion makes durable only what lies below (its floor).
  */
 #include <string.h>
 
@@ -68,8 +71,8 @@ void qr__core_send(struct qr_core *core, const struct qr_msg *m, bool durable)
          * batch in flight, else it is durable already. */
         if (persist_dirty(core)) {
             out.needs_seq = core->seq_emitted + 1;
-        } else if (core->batch_in_flight) {
-            out.needs_seq = core->seq_emitted;
+        } else if (core->batches_count > 0) {
+            out.needs_seq = core->seq_emitted; /* The newest batch holds all of it. */
         }
     }
     if (out.needs_seq != 0) {
@@ -79,10 +82,19 @@ void qr__core_send(struct qr_core *core, const struct qr_msg *m, bool durable)
     }
 }
 
+static struct qr__batch *batch_at(struct qr_core *core, size_t i)
+{
+    QR_ASSERT(i < core->batches_count);
+    return &core->batches[(core->batches_head + i) % QR_CORE_PERSIST_BATCHES_MAX];
+}
+
 void qr__core_note_truncate(struct qr_core *core, qr_index from)
 {
-    if (core->batch_in_flight && (core->truncated_floor == 0 || from < core->truncated_floor)) {
-        core->truncated_floor = from;
+    for (size_t i = 0; i < core->batches_count; i++) {
+        struct qr__batch *b = batch_at(core, i);
+        if (b->floor == 0 || from < b->floor) {
+            b->floor = from;
+        }
     }
     if (from < core->unstable_from) {
         core->unstable_from = from;
@@ -114,22 +126,26 @@ static void release_held(struct qr_core *core)
 int qr_core_persisted(struct qr_core *core, uint64_t seq)
 {
     QR_ASSERT(core != NULL);
-    if (!core->batch_in_flight || seq != core->seq_emitted) {
+    if (seq <= core->seq_done || seq > core->seq_emitted) {
         return QR_EINVAL;
     }
+    /* The newest of the batches now durable says what is on disk: batches are written in
+     * order, each from where the previous one stopped. */
+    size_t done = (size_t)(seq - core->seq_done);
+    const struct qr__batch b = *batch_at(core, done - 1);
+    core->batches_head = (core->batches_head + done) % QR_CORE_PERSIST_BATCHES_MAX;
+    core->batches_count -= done;
     core->seq_done = seq;
-    core->batch_in_flight = false;
-    qr_index durable = core->batch_last;
-    if (core->truncated_floor != 0 && core->truncated_floor <= durable) {
-        durable = core->truncated_floor - 1;
+    qr_index durable = b.last;
+    if (b.floor != 0 && b.floor <= durable) {
+        durable = b.floor - 1;
     }
-    core->truncated_floor = 0;
     if (durable > qr__log_last_index(&core->log)) {
         durable = qr__log_last_index(&core->log);
     }
     core->durable = durable;
-    core->durable_term = core->batch_term;
-    core->durable_vote = core->batch_vote;
+    core->durable_term = b.term;
+    core->durable_vote = b.vote;
     qr__core_on_persisted(core);
     return 0;
 }
@@ -153,6 +169,12 @@ void qr__core_on_persisted(struct qr_core *core)
     qr__core_check_invariants(core);
 }
 
+/* Whether another persist batch may be handed out now. */
+static bool batch_room(const struct qr_core *core)
+{
+    return core->batches_count < core->opts.persist_batches_max;
+}
+
 /* The highest index that may be handed out for apply. */
 static qr_index apply_limit(const struct qr_core *core)
 {
@@ -166,7 +188,7 @@ bool qr_core_has_ready(const struct qr_core *core)
 {
     return core->append_pending || core->outbox_count > 0 || core->chunks_count > 0 ||
            core->reads_ready_count > 0 || core->reads_failed_count > 0 || core->soft_changed ||
-           apply_limit(core) > core->applied || (!core->batch_in_flight && persist_dirty(core));
+           apply_limit(core) > core->applied || (batch_room(core) && persist_dirty(core));
 }
 
 /* Resolves entry views of the outbox into ready_msgs; drops appends whose entries are gone. */
@@ -202,16 +224,14 @@ static int ready_messages(struct qr_core *core, struct qr_ready *rd)
 
 static void ready_persist(struct qr_core *core, struct qr_ready *rd)
 {
-    if (core->batch_in_flight || !persist_dirty(core)) {
+    if (!batch_room(core) || !persist_dirty(core)) {
         return;
     }
     rd->persist_seq = ++core->seq_emitted;
-    core->batch_in_flight = true;
-    core->truncated_floor = 0;
     qr_index last = qr__log_last_index(&core->log);
-    core->batch_last = last;
-    core->batch_term = core->term;
-    core->batch_vote = core->vote;
+    core->batches_count++;
+    *batch_at(core, core->batches_count - 1) =
+        (struct qr__batch){.last = last, .term = core->term, .vote = core->vote};
     if (core->install_pending) {
         rd->snapshot = &core->install;
         core->install_pending = false;

@@ -223,6 +223,12 @@ static void choose_params(struct qr_sim *sim)
     p->keys_count = (uint32_t)qr__sim_rand_range(sim, 1, 4);
     p->nemesis_gap_min = 5;
     p->nemesis_gap_max = (uint32_t)qr__sim_rand_range(sim, 20, 60);
+    /* Drawn from a generator of its own, so that every other draw, and so every seed's
+     * run with one batch, stays what it was before this parameter existed. */
+    static const uint32_t batches[4] = {1, 2, 4, SIM_BATCHES_MAX};
+    struct qr_rng own;
+    qr__rng_seed(&own, sim->opts.seed ^ UINT64_C(0x9e3779b97f4a7c15));
+    p->persist_batches_max = batches[qr__rng_below(&own, 4)];
 }
 
 static void setup_nodes(struct qr_sim *sim)
@@ -496,10 +502,12 @@ static void sim_start(struct qr_sim *sim)
     qr__sim_faults_format(sim->params.faults, faults, sizeof(faults));
     qr__trace_event(
         &sim->trace, 0,
-        "run seed=%llu nodes=%u spares=%u faults=%s clients=%u keys=%u snapshot_every=%u",
+        "run seed=%llu nodes=%u spares=%u faults=%s clients=%u keys=%u snapshot_every=%u "
+        "persist_batches=%u",
         (unsigned long long)sim->opts.seed, (unsigned)sim->params.nodes_count,
         (unsigned)sim->params.spares_count, faults, (unsigned)sim->params.clients_count,
-        (unsigned)sim->params.keys_count, (unsigned)sim->params.snapshot_every);
+        (unsigned)sim->params.keys_count, (unsigned)sim->params.snapshot_every,
+        (unsigned)sim->params.persist_batches_max);
     for (uint32_t i = 0; i < sim->nodes_total && !sim->is_failed && sim->error == 0; i++) {
         (void)qr__sim_node_start(sim, i); /* A failure is recorded in sim. */
     }

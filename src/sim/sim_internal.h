@@ -214,6 +214,7 @@ struct sim_params {
     uint32_t snapshot_trailing;
     uint32_t chunk_size; /* Snapshot chunk bytes. */
     uint32_t inflight_msgs_max;
+    uint32_t persist_batches_max; /* The cores' persist_batches_max. */
     uint32_t clients_count;
     uint32_t keys_count;
     uint32_t nemesis_gap_min; /* Ticks between fault actions. */

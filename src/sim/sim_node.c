@@ -5,9 +5,9 @@
  * Layer: sim. The disk keeps the durable hard state, a consecutive log and
  * the latest snapshot. A persist batch is "in flight" until its simulated
  * write latency passes; only then is it applied to the disk and reported with
- * qr_core_persisted(). A crash loses the batches in flight, except that the
- * oldest may be torn: a prefix of (snapshot, entries..., hard state) becomes
- * durable, in that order, as quorum/core.h allows. Nothing reported persisted
+ * qr_core_persisted(). A crash loses the batches in flight, except for a prefix of them:
+ * some whole, then one torn (a prefix of its snapshot, entries..., hard state,
+ * in that order, as quorum/core.h allows). Nothing reported persisted
  * is ever lost. Restart rebuilds the core from the disk alone.
  *
  * The driver also checks, as it goes, what only it can see: entries are
@@ -269,6 +269,7 @@ static void node_opts(struct qr_sim *sim, const struct sim_node *n, struct qr_co
     opts->heartbeat_ticks = 1;
     opts->snapshot_chunk_size = sim->params.chunk_size;
     opts->inflight_msgs_max = sim->params.inflight_msgs_max;
+    opts->persist_batches_max = sim->params.persist_batches_max;
     opts->msg_bytes_max = 512;
 }
 
@@ -327,14 +328,25 @@ void qr__sim_node_crash(struct qr_sim *sim, uint32_t node)
     struct sim_disk *d = &n->disk;
     size_t torn = 0;
     size_t items = 0;
+    size_t whole = 0;
     if (d->batches_count > 0) {
-        struct sim_batch *b = &d->batches[0];
+        /* Batches written one after another without a flush between them (a driver that
+         * merges them) reach the disk as a prefix: some whole, then one torn. One batch in
+         * flight draws nothing more, so such runs keep their old course. */
+        if (d->batches_count > 1) {
+            whole = (size_t)qr__sim_rand_range(sim, 0, d->batches_count - 1);
+        }
+        for (size_t i = 0; i < whole; i++) {
+            disk_write(sim, n, &d->batches[i], SIZE_MAX);
+        }
+        struct sim_batch *b = &d->batches[whole];
         items = (b->has_snapshot ? 1 : 0) + b->entries_count + (b->has_hard_state ? 1 : 0);
         torn = (size_t)qr__sim_rand_range(sim, 0, items);
         disk_write(sim, n, b, torn);
     }
-    qr__trace_event(&sim->trace, sim->now, "crash n%llu: %zu batches in flight, %zu/%zu items kept",
-                    (unsigned long long)n->id, d->batches_count, torn, items);
+    qr__trace_event(&sim->trace, sim->now,
+                    "crash n%llu: %zu batches in flight, %zu whole and %zu/%zu items kept",
+                    (unsigned long long)n->id, d->batches_count, whole, torn, items);
     while (d->batches_count > 0) {
         disk_pop_batch(d);
     }
@@ -787,19 +799,25 @@ void qr__sim_node_disk_done(struct qr_sim *sim, uint32_t node, uint64_t incarnat
     if (!n->is_up || n->incarnation != incarnation) {
         return; /* The write died with the crash. */
     }
-    QR_ASSERT(n->disk.batches_count > 0);
-    struct sim_batch *b = &n->disk.batches[0];
-    QR_ASSERT(b->done_time <= sim->now);
-    uint64_t seq = b->seq;
-    disk_write(sim, n, b, SIZE_MAX);
-    disk_check_invariants(&n->disk);
-    qr__trace_event(&sim->trace, sim->now, "durable n%llu seq=%llu disk=%llu..%llu",
-                    (unsigned long long)n->id, (unsigned long long)seq,
-                    (unsigned long long)disk_snapshot_index(&n->disk),
-                    (unsigned long long)disk_last_index(&n->disk));
-    disk_pop_batch(&n->disk);
-    if (sim->is_failed) {
-        return;
+    if (n->disk.batches_count == 0 || n->disk.batches[0].done_time > sim->now) {
+        return; /* Its batch was written and reported with an earlier one. */
+    }
+    /* Every batch done by now is written, and only the newest reported: the core must
+     * take one report for several batches (a driver that merges queued batches does). */
+    uint64_t seq = 0;
+    while (n->disk.batches_count > 0 && n->disk.batches[0].done_time <= sim->now) {
+        struct sim_batch *b = &n->disk.batches[0];
+        seq = b->seq;
+        disk_write(sim, n, b, SIZE_MAX);
+        disk_check_invariants(&n->disk);
+        qr__trace_event(&sim->trace, sim->now, "durable n%llu seq=%llu disk=%llu..%llu",
+                        (unsigned long long)n->id, (unsigned long long)seq,
+                        (unsigned long long)disk_snapshot_index(&n->disk),
+                        (unsigned long long)disk_last_index(&n->disk));
+        disk_pop_batch(&n->disk);
+        if (sim->is_failed) {
+            return;
+        }
     }
     int rv = qr_core_persisted(n->core, seq);
     if (rv != 0) {

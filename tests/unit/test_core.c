@@ -329,6 +329,93 @@ static void test_core_uncommitted_bytes_limit_refuses_proposals(void **state)
     tc_close(&c);
 }
 
+/* ---- Several persist batches in flight (opts.persist_batches_max) ---- */
+
+/* One ready/advance round; returns the persist batch handed out (0: none) and counts the
+ * entries handed out for apply into *applied_io. */
+static uint64_t round_trip(struct qr_core *core, size_t *applied_io)
+{
+    uint64_t seq = 0;
+    while (qr_core_has_ready(core)) {
+        struct qr_ready rd;
+        qr_core_ready(core, &rd);
+        if (rd.persist_seq != 0) {
+            assert_int_equal(seq, 0); /* At most one new batch per round here. */
+            seq = rd.persist_seq;
+        }
+        *applied_io += rd.committed_count;
+        qr_core_advance(core);
+    }
+    return seq;
+}
+
+static void test_core_persist_batches_overlap_and_complete_together(void **state)
+{
+    (void)state;
+    struct qr_core_opts o;
+    qr_core_opts_default(&o, 1);
+    o.persist_batches_max = QR_CORE_PERSIST_BATCHES_MAX + 1;
+    struct qr_config boot;
+    memset(&boot, 0, sizeof(boot));
+    boot.voters_count = 1;
+    boot.voters[0] = 1;
+    struct qr_core_state st;
+    memset(&st, 0, sizeof(st));
+    st.config = &boot;
+    struct qr_core *core = NULL;
+    char errmsg[QR_ERRMSG_SIZE];
+    assert_int_equal(qr_core_create(&o, &st, &core, errmsg), QR_EINVAL);
+    assert_non_null(strstr(errmsg, "persist_batches_max"));
+    o.persist_batches_max = 3;
+    assert_int_equal(qr_core_create(&o, &st, &core, errmsg), 0);
+
+    size_t applied = 0;
+    struct qr_core_status cs;
+    qr_core_campaign(core);
+    assert_int_equal(round_trip(core, &applied), 1); /* Term, vote, bootstrap entry. */
+    assert_int_equal(qr_core_persisted(core, 1), 0);
+    assert_int_equal(round_trip(core, &applied), 2); /* Leader now: its no-op. */
+    qr_core_status(core, &cs);
+    assert_int_equal(cs.role, QR_ROLE_LEADER);
+    qr_index noop = cs.last_index;
+
+    /* One proposal per round: each round hands out a batch while the earlier ones are
+     * still being written, until three are outstanding; then "c" waits. */
+    qr_index a = 0;
+    qr_index b = 0;
+    qr_index c = 0;
+    assert_int_equal(qr_core_propose(core, (struct qr_buf){(uint8_t *)"a", 1}, &a), 0);
+    assert_int_equal(round_trip(core, &applied), 3);
+    assert_int_equal(qr_core_propose(core, (struct qr_buf){(uint8_t *)"b", 1}, &b), 0);
+    assert_int_equal(round_trip(core, &applied), 4);
+    assert_int_equal(qr_core_propose(core, (struct qr_buf){(uint8_t *)"c", 1}, &c), 0);
+    assert_int_equal(round_trip(core, &applied), 0);
+    qr_core_status(core, &cs);
+    assert_true(cs.durable < noop && cs.commit < noop); /* A lone voter commits what is
+                                                           durable only. */
+
+    /* Reports: never one not handed out, never one reported already; one report finishes
+     * every batch up to it, and what they wrote becomes durable, committed, applied. */
+    assert_int_equal(qr_core_persisted(core, 5), QR_EINVAL);
+    assert_int_equal(qr_core_persisted(core, 3), 0); /* Batches 2 and 3. */
+    assert_int_equal(qr_core_persisted(core, 3), QR_EINVAL);
+    assert_int_equal(qr_core_persisted(core, 1), QR_EINVAL);
+    size_t applied_before = applied;
+    assert_int_equal(round_trip(core, &applied), 5); /* Room again: "c" goes. */
+    qr_core_status(core, &cs);
+    assert_int_equal(cs.durable, a);
+    assert_int_equal(cs.commit, a);
+    assert_int_equal(applied - applied_before, (size_t)(a - noop + 1));
+    assert_int_equal(qr_core_persisted(core, 5), 0); /* Batches 4 and 5. */
+    (void)round_trip(core, &applied);
+    qr_core_status(core, &cs);
+    assert_true(b == a + 1 && c == b + 1);
+    assert_int_equal(cs.durable, c);
+    assert_int_equal(cs.commit, c);
+    assert_int_equal(cs.applied, c);
+    qr_core_destroy(core);
+}
+
 static void test_core_config_codec_round_trips_and_refuses_garbage(void **state)
 {
     (void)state;
@@ -376,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_core_leadership_transfer_moves_the_leader),
         cmocka_unit_test(test_core_lagging_follower_catches_up_by_snapshot),
         cmocka_unit_test(test_core_uncommitted_bytes_limit_refuses_proposals),
+        cmocka_unit_test(test_core_persist_batches_overlap_and_complete_together),
         cmocka_unit_test(test_core_config_codec_round_trips_and_refuses_garbage),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
