@@ -302,6 +302,19 @@ QR_API void qr_storage_batch_from_ready(const struct qr_ready *ready,
 QR_API int qr_storage_write(struct qr_storage *storage, const struct qr_storage_batch *batch);
 
 /**
+ * Write several batches, in order, with one fdatasync at the end (sync=always): what
+ * qr_storage_write does for each, flushed once. A driver whose writer thread finds several
+ * persist batches queued writes them this way. Report them to the core only after 0; on an
+ * error none of them is durable for sure (a crash may keep any prefix of the group, as of
+ * one batch), and the error is that of the first batch that failed, as qr_storage_write
+ * documents (QR_ENOSPC: retry the whole group later; it rewrites what it wrote).
+ * @param batches  Borrows count batches.
+ */
+QR_API int qr_storage_write_group(struct qr_storage *storage,
+                                  const struct qr_storage_batch *batches,
+                                  size_t count);
+
+/**
  * Delete whole segments whose entries all lie at or below `upto`, oldest first, each
  * removal made durable before the next. The segment being appended to is never deleted.
  * @param upto            At most the current snapshot's index.

@@ -725,12 +725,25 @@ static int check_usable(struct qr_storage *s)
 int qr_storage_write(struct qr_storage *storage, const struct qr_storage_batch *batch)
 {
     QR_ASSERT(storage != NULL && batch != NULL);
+    return qr_storage_write_group(storage, batch, 1);
+}
+
+int qr_storage_write_group(struct qr_storage *storage,
+                           const struct qr_storage_batch *batches,
+                           size_t count)
+{
+    QR_ASSERT(storage != NULL && (batches != NULL || count == 0));
     struct qr_storage *s = storage;
     int rv = check_usable(s);
     if (rv != 0) {
         return rv;
     }
-    rv = qr__storage_wal_write(s, batch);
+    for (size_t i = 0; i < count && rv == 0; i++) {
+        rv = qr__storage_wal_append(s, &batches[i]);
+    }
+    if (rv == 0) {
+        rv = qr__storage_wal_sync(s);
+    }
     if (rv == QR_ENOSPC && s->failed_err == 0) {
         if (s->write_err == 0) {
             QR_LOG_ERRORF("storage: disk full, writes refused (read-only) until space is freed: %s",

@@ -100,7 +100,10 @@ int qr__storage_wal_recover(struct qr_storage *s,
                             const uint64_t *seqs,
                             size_t seqs_count,
                             struct qr_storage_recovered *recovered);
-int qr__storage_wal_write(struct qr_storage *s, const struct qr_storage_batch *batch);
+/* Appends one batch without fdatasync (it joins the open sync group). */
+int qr__storage_wal_append(struct qr_storage *s, const struct qr_storage_batch *batch);
+/* fdatasync what was appended since the last one (sync=always; nothing else to do). */
+int qr__storage_wal_sync(struct qr_storage *s);
 int qr__storage_wal_compact(struct qr_storage *s, qr_index upto, uint64_t *removed_out);
 /* Closes the open segment's descriptor and frees the log's memory (no I/O beyond close). */
 void qr__storage_wal_close(struct qr_storage *s);

@@ -2,12 +2,11 @@
  * storage/wal.c: the segmented write-ahead log: recovery, group commit, compaction.
  *
  * Layer: storage. Appends batches (quorum/storage.h has the format) to the open
- * segment and fdatasyncs once per qr_storage_write(); rolls over to a new
- * segment (seal the old one, fsync; create the new one under a temporary name,
- * preallocate, write its header, fsync, rename, fsync the directory) when a
- * batch would not fit; deletes whole old segments on compaction. At open it
- * replays every segment, tells a torn tail (truncated, logged) from corruption
- * (refused, named) and leaves the last segment ready for appending.
+ * segment and fdatasyncs once per qr_storage_write() or qr_storage_write_group(); rolls over to a
+ * new segment (seal the old one, fsync; create the new one under a temporary name, preallocate,
+ * write its header, fsync, rename, fsync the directory) when a batch would not fit; deletes whole
+ * old segments on compaction. At open it replays every segment, tells a torn tail (truncated,
+ * logged) from corruption (refused, named) and leaves the last segment ready for appending.
  *
  * It must never acknowledge data that is not durable, never leave a partial
  * batch where a later batch could follow it, and never retry an fsync: after
@@ -517,7 +516,7 @@ static int write_batches(struct qr_storage *s,
     return QR_EINTERNAL;
 }
 
-int qr__storage_wal_write(struct qr_storage *s, const struct qr_storage_batch *batch)
+int qr__storage_wal_append(struct qr_storage *s, const struct qr_storage_batch *batch)
 {
     int rv = write_check(s, batch);
     if (rv != 0) {
@@ -534,14 +533,15 @@ int qr__storage_wal_write(struct qr_storage *s, const struct qr_storage_batch *b
     if (reset == NULL && batch->entries_count == 0 && hs == NULL) {
         return 0; /* Nothing new: no batch, no fsync. */
     }
-    rv = write_batches(s, reset, batch, hs);
-    if (rv != 0) {
-        return rv;
+    return write_batches(s, reset, batch, hs);
+}
+
+int qr__storage_wal_sync(struct qr_storage *s)
+{
+    if (s->opts.sync != QR_STORAGE_SYNC_ALWAYS || s->group_seq == 0) {
+        return 0; /* Nothing appended since the last fdatasync. */
     }
-    if (s->opts.sync == QR_STORAGE_SYNC_ALWAYS) {
-        rv = segment_sync(s); /* One fdatasync for the whole call: group commit. */
-    }
-    return rv;
+    return segment_sync(s); /* One fdatasync for the whole group: group commit. */
 }
 
 /* ---- recovery ---- */

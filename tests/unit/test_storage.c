@@ -628,10 +628,32 @@ static void test_write_splits_large_batches_but_syncs_once(void **state)
     assert_int_equal(qr_storage_write(f->s, &b), 0);
     qr_storage_status(f->s, &idle);
     assert_int_equal(idle.syncs_count, after.syncs_count + 1);
+    /* A group: three batches (the third replaces the second's tail under a new term), one
+     * fdatasync; an empty group syncs nothing. */
+    struct qr_entry e[6];
+    for (size_t i = 0; i < 6; i++) {
+        e[i] = *fx_entry(f, 1001 + i, 5, 0);
+    }
+    struct qr_entry r[2] = {*fx_entry(f, 1005, 6, 1), *fx_entry(f, 1006, 6, 1)};
+    struct qr_storage_batch group[3] = {
+        {.entries = e, .entries_count = 3},
+        {.entries = e + 3, .entries_count = 3},
+        {.entries = r, .entries_count = 2, .has_hard_state = true, .hard_state = {6, 0, 1004}}};
+    assert_int_equal(qr_storage_write_group(f->s, group, 3), 0);
+    struct qr_storage_status grouped;
+    qr_storage_status(f->s, &grouped);
+    assert_int_equal(grouped.syncs_count, idle.syncs_count + 1);
+    assert_int_equal(grouped.batches_count, idle.batches_count + 3);
+    assert_int_equal(qr_storage_write_group(f->s, group, 0), 0);
+    qr_storage_status(f->s, &idle);
+    assert_int_equal(idle.syncs_count, grouped.syncs_count);
     fx_close(f);
     assert_int_equal(fx_open(f), 0);
-    assert_int_equal(f->rec.entries_count, 1000);
-    assert_int_equal(f->rec.hard_state.term, 5);
+    assert_int_equal(f->rec.entries_count, 1006);
+    assert_entry(f, &f->rec.entries[1003], 1004, 5, 0);
+    assert_entry(f, &f->rec.entries[1004], 1005, 6, 1);
+    assert_entry(f, &f->rec.entries[1005], 1006, 6, 1);
+    assert_int_equal(f->rec.hard_state.term, 6);
     fx_free(f);
 }
 
