@@ -246,6 +246,7 @@ static int node_open(struct qr_node *node, char *errmsg)
     qr_core_opts_default(&co, node->opts.id);
     co.seed = uv_hrtime() ^ (node->opts.id * 0x9e3779b97f4a7c15ull);
     co.election_ticks = node->opts.election_ticks;
+    co.persist_batches_max = QR__NODE_PERSIST_BATCHES;
     /* An entry the core accepts must fit in one storage batch: a larger one would stop every
      * node that tries to persist it. Refused at proposal time instead (QR_ETOOBIG). */
     uint64_t storage_entry_max = qr_storage_entry_size_max(node->storage);
@@ -285,7 +286,7 @@ static void node_init_handles(struct qr_node *node)
     node->tick_timer.data = node;
     node->retry_timer.data = node;
     node->idle.data = node;
-    node->handles_open = 3;
+    node->handles_open = 4; /* And the writer's wake-up (qr__node_storage_init). */
 }
 
 /* Free what node_create may have built; only before any handle exists. */
@@ -295,6 +296,7 @@ static void node_free(struct qr_node *node)
     qr_free(node->receive.data);
     qr_core_destroy(node->core);
     qr_storage_close(node->storage);
+    qr__node_storage_free(node);
     qr__node_peers_free(node);
     qr_free(node->data_dir);
     memset(node->secret, 0, sizeof(node->secret));
@@ -337,6 +339,9 @@ int qr_node_create(struct uv_loop_s *loop,
     if (rv == 0) {
         rv = node_open(node, errmsg);
     }
+    if (rv == 0) {
+        rv = qr__node_storage_init(node, errmsg); /* Last: it makes a handle. */
+    }
     if (rv != 0) {
         (void)qr__err_wrapf(errmsg, rv, "node %llu", (unsigned long long)opts->id);
         node_free(node); /* Peers hold no handle yet: qr__node_peers_init starts none. */
@@ -369,7 +374,10 @@ int qr_node_start(struct qr_node *node, char *errmsg)
         return qr__errf(errmsg, QR_EINVAL, "node %llu: started already or closing",
                         (unsigned long long)node->opts.id);
     }
-    int rv = qr__node_peers_start(node, errmsg);
+    int rv = qr__node_storage_start(node, errmsg);
+    if (rv == 0) {
+        rv = qr__node_peers_start(node, errmsg);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -685,7 +693,7 @@ static void node_finish(struct qr_node *node)
     /* The callbacks of requests canceled by the close run now, before the close callback. */
     qr__node_requests_run_done(node);
     QR_ASSERT(node->done.count == 0 && node->requests_count == 0);
-    QR_ASSERT(node->jobs_head == NULL);
+    QR_ASSERT(!node->writer.is_started || node->writer.is_joined);
     QR_LOG_INFOF("node: node=%llu closed", (unsigned long long)node->opts.id);
     node_free(node);
     if (cb != NULL) {
@@ -695,7 +703,7 @@ static void node_finish(struct qr_node *node)
 
 void qr__node_maybe_finish(struct qr_node *node)
 {
-    if (node->is_closing && node->handles_open == 0 && !node->job_running) {
+    if (node->is_closing && node->handles_open == 0) {
         node_finish(node);
     }
 }
@@ -717,7 +725,7 @@ void qr_node_close(struct qr_node *node, qr_node_close_cb cb, void *ctx)
     node->close_ctx = ctx;
     qr__node_requests_fail_all(node, QR_ECANCELED);
     node->is_closing = true;
-    qr__node_storage_drop_queued(node);
+    qr__node_storage_close(node);
     uv_close((uv_handle_t *)&node->tick_timer, node_on_handle_closed);
     uv_close((uv_handle_t *)&node->retry_timer, node_on_handle_closed);
     uv_close((uv_handle_t *)&node->idle, node_on_handle_closed);
@@ -827,8 +835,6 @@ void qr__node_check_invariants(const struct qr_node *node)
     QR_ASSERT(node->requests_count <= node->opts.requests_max);
     QR_ASSERT(node->snapshot == NULL || node->snapshot->refs > 0);
     QR_ASSERT((node->snapshot == NULL) == (node->snapshot_index == 0));
-    QR_ASSERT(node->jobs_head == NULL || node->jobs_tail != NULL);
-    QR_ASSERT(!node->job_running || node->jobs_head != NULL);
     if (node->core != NULL && !node->in_ready) {
         struct qr_core_status cs;
         qr_core_status(node->core, &cs);

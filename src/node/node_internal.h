@@ -2,7 +2,8 @@
  * node/node_internal.h: the state of a running node, shared by the node's .c files.
  *
  * Layer: node. Internal only. node.c owns the lifecycle and the drive loop (ready ->
- * persist/send/apply -> advance); node_storage.c runs storage jobs on the worker thread;
+ * persist/send/apply -> advance); node_storage.c runs storage jobs on the node's writer
+ * thread;
  * node_peer.c owns the TCP links; node_request.c tracks proposals, reads and
  * membership changes; node_wire.c encodes the node's own frames (FORWARD, FORWARD_ACK).
  * Everything here runs on the loop's thread except the body of a storage job
@@ -17,6 +18,7 @@
 #include <uv.h>
 
 #include "quorum/node.h"
+#include "quorum/storage.h"
 #include "transport/codec.h"
 #include "transport/handshake.h"
 #include "util/address.h"
@@ -34,6 +36,11 @@ _Static_assert(QR_ADDRESS_SIZE == QR_NODE_ADDRESS_SIZE, "one address size");
 #define QR__NODE_BACKOFF_MS_MAX 2000
 /* Frames handed to one uv_write. */
 #define QR__NODE_WRITE_BUFS_MAX 256
+/* Persist batches the core may hand out before the first is durable: the writer thread
+ * writes whatever queued while it flushed, with one fdatasync (qr_storage_write_group). */
+#define QR__NODE_PERSIST_BATCHES 8
+/* Most jobs the writer takes into one group. */
+#define QR__NODE_GROUP_MAX 64
 /* Bytes per storage batch: the core's largest entry (8 MiB by default) must fit in one. */
 #define QR__NODE_STORAGE_BATCH_SIZE ((uint64_t)16 << 20)
 /* Bytes read from a socket at a time. */
@@ -120,13 +127,34 @@ enum qr__node_job_type {
     QR__NODE_JOB_COMPACT = 3,        /* Drop segments covered by the snapshot. */
 };
 
-/* A unit of storage work. The worker reads its inputs and writes rv, errmsg and the
- * outputs named below; the loop thread touches it only before queueing and after the
- * after-work callback. */
+/* A unit of storage work. The writer reads its inputs and writes rv, errmsg and the
+ * outputs named below; the loop thread touches it only before handing it over and after
+ * taking it back. */
+struct qr__node_job;
+
+/* The writer thread and what it shares with the loop. */
+struct qr__node_writer {
+    uv_thread_t thread;
+    uv_mutex_t lock;
+    uv_cond_t cond;   /* Signalled when todo grows, is_paused clears or is_stopping sets. */
+    uv_async_t async; /* Writer to loop: jobs are done, or the writer exited. */
+    bool is_init;     /* lock and cond exist (loop). */
+    bool is_started;  /* The thread runs or ran (loop). */
+    bool is_joined;   /* The thread was joined (loop). */
+    /* Under lock: */
+    struct qr__node_job *todo_head, *todo_tail; /* Handed over, not yet taken. */
+    struct qr__node_job *done_head, *done_tail; /* Finished, not yet taken back. */
+    bool is_paused;                             /* A group failed: take nothing until the
+                                                   loop clears it. */
+    bool is_stopping;
+    bool has_exited;
+    /* The writer thread's only: */
+    struct qr_storage_batch group[QR__NODE_GROUP_MAX];
+};
+
 struct qr__node_job {
-    struct qr__node_job *next; /* In node->jobs_head FIFO. */
+    struct qr__node_job *next; /* In the writer's todo or done list. */
     enum qr__node_job_type type;
-    uv_work_t work; /* work.data == this. */
     struct qr_node *node;
     /* PERSIST. */
     uint64_t seq;
@@ -207,7 +235,7 @@ struct qr_node {
     struct qr_rng rng; /* Reconnect jitter. */
 
     struct qr_core *core;
-    struct qr_storage *storage; /* Used by the worker while job_running; else the loop. */
+    struct qr_storage *storage; /* The writer's once it started; the loop's before and after. */
 
     /* Handles; each counted in handles_open until its close callback. */
     uv_timer_t tick_timer;
@@ -236,10 +264,9 @@ struct qr_node {
     qr_term term;
     qr_index applied; /* Last index applied to the state machine (or restored). */
 
-    /* Storage jobs: FIFO, the head runs when job_running. */
-    struct qr__node_job *jobs_head, *jobs_tail;
-    bool job_running;
-    bool job_waiting_retry; /* The head failed with QR_ENOSPC; retry_timer runs. */
+    /* Storage jobs run in order on a writer thread of the node's own (node_storage.c). */
+    struct qr__node_writer writer;
+    bool job_waiting_retry; /* A group failed with QR_ENOSPC; retry_timer runs. */
 
     /* Snapshots. */
     struct qr__node_bytes *snapshot; /* Bytes of the core's current snapshot, or NULL. */
@@ -299,8 +326,15 @@ int qr__node_storage_persist(struct qr_node *node, const struct qr_ready *rd);
 int qr__node_storage_snapshot(struct qr_node *node,
                               const struct qr_snapshot_meta *meta,
                               struct qr__node_bytes *bytes);
-/* Drop queued jobs that have not started (closing). */
+/* Prepare the writer's lock and handle (create); start its thread (start). */
+int qr__node_storage_init(struct qr_node *node, char *errmsg);
+int qr__node_storage_start(struct qr_node *node, char *errmsg);
+/* Drop the jobs not yet taken by the writer (failure or close). */
 void qr__node_storage_drop_queued(struct qr_node *node);
+/* Closing: stop the writer after its current group; its handle closes once it exited. */
+void qr__node_storage_close(struct qr_node *node);
+/* Free the lock (node_free; the writer never started or was joined). */
+void qr__node_storage_free(struct qr_node *node);
 void qr__node_storage_retry(uv_timer_t *timer);
 
 /* ---- node_peer.c ---- */

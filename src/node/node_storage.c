@@ -1,17 +1,22 @@
 /*
- * node/node_storage.c: storage work on the worker thread, one job at a time.
+ * node/node_storage.c: storage work on the node's writer thread, in order.
  *
- * Layer: node. Storage calls block on the disk, so they run in libuv's thread pool
- * (uv_queue_work) while the loop goes on (DESIGN rule 5). Jobs form a FIFO and only its
- * head runs, so storage sees one call at a time and persist batches reach the disk in the
- * order the core produced them. A job owns copies of everything it writes; the worker
- * touches only the job and node->storage, and the loop thread touches neither while the
- * job runs. The after-work callback, back on the loop's thread, reports the result to the
- * core: qr_core_persisted() only after storage returned 0 (DESIGN rule 2).
+ * Layer: node. Storage calls block on the disk, so they run on a thread of the node's own
+ * while the loop goes on (DESIGN rule 5). The loop hands jobs over in the order it made
+ * them (todo list); the writer takes them in that order and returns them (done list,
+ * then uv_async). Persist batches that queued while the writer was busy are taken
+ * together and written with one fdatasync (qr_storage_write_group): the core hands out a
+ * new batch while earlier ones are being written (persist_batches_max), so the writer,
+ * done with one flush, starts the next at once instead of waiting for the loop. A job owns
+ * copies of everything it writes; the writer touches only the jobs it took, its group
+ * array and node->storage, and the loop touches none of them meanwhile. Back on the
+ * loop's thread the results go to the core in order: qr_core_persisted() only after
+ * storage returned 0 (DESIGN rule 2).
  *
- * Errors: QR_ENOSPC keeps the job and retries it on a timer (the node is read-only
- * meanwhile: nothing new becomes durable, so nothing new is acknowledged). Any other error
- * stops the node; restarting it re-reads the disk.
+ * Errors: a failed group pauses the writer. QR_ENOSPC hands the group back to the front
+ * of the todo list and retries it on a timer (the node is read-only meanwhile: nothing new
+ * becomes durable, so nothing new is acknowledged). A local snapshot overtaken by a
+ * received one is dropped. Any other error stops the node; restarting it re-reads the disk.
  */
 #include <string.h>
 
@@ -32,20 +37,13 @@ static void job_free(struct qr_node *node, struct qr__node_job *job)
     qr_free(job);
 }
 
-static void jobs_start(struct qr_node *node);
+static void writer_hand_over(struct qr_node *node, struct qr__node_job *job);
 
 static void jobs_push(struct qr_node *node, struct qr__node_job *job)
 {
     job->node = node;
-    job->work.data = job;
     job->next = NULL;
-    if (node->jobs_tail != NULL) {
-        node->jobs_tail->next = job;
-    } else {
-        node->jobs_head = job;
-    }
-    node->jobs_tail = job;
-    jobs_start(node);
+    writer_hand_over(node, job);
 }
 
 /* Copy the entries of a ready batch, data included, into one allocation. */
@@ -131,7 +129,7 @@ static void storage_compact(struct qr_node *node, qr_index upto)
     jobs_push(node, job);
 }
 
-/* ---- Worker thread: only the job and node->storage ---------------------------------- */
+/* ---- Writer thread: only the jobs it took, its group array and node->storage ---------- */
 
 static int work_snapshot(struct qr_storage *s,
                          struct qr__node_job *job,
@@ -173,25 +171,110 @@ static int work_persist(struct qr_storage *s, struct qr__node_job *job)
     return qr_storage_write(s, &batch);
 }
 
-static void jobs_work(uv_work_t *work)
+/* Whether job may join a group of persist batches (a received snapshot goes alone: its
+ * file is published before its batch is written). */
+static bool job_is_plain_persist(const struct qr__node_job *job)
 {
-    struct qr__node_job *job = work->data;
-    struct qr_storage *s = job->node->storage;
-    job->errmsg[0] = '\0';
-    switch (job->type) {
-    case QR__NODE_JOB_PERSIST:
-        job->rv = work_persist(s, job);
-        break;
-    case QR__NODE_JOB_SNAPSHOT_LOCAL:
-        job->rv = work_snapshot(s, job, QR_STORAGE_SNAPSHOT_LOCAL);
-        break;
-    case QR__NODE_JOB_COMPACT:
-        job->rv = qr_storage_compact(s, job->upto, &job->removed_count);
-        break;
+    return job->type == QR__NODE_JOB_PERSIST && !job->has_snapshot;
+}
+
+static void job_batch(const struct qr__node_job *job, struct qr_storage_batch *batch)
+{
+    memset(batch, 0, sizeof(*batch));
+    batch->snapshot = job->has_snapshot ? &job->snapshot : NULL;
+    batch->entries = job->entries;
+    batch->entries_count = job->entries_count;
+    batch->has_hard_state = job->has_hard_state;
+    batch->hard_state = job->hard_state;
+}
+
+/* Runs the group first..(count jobs) and gives every job of it the result. */
+static void writer_run(struct qr_node *node, struct qr__node_job *first, size_t count)
+{
+    struct qr_storage *s = node->storage;
+    int rv = 0;
+    if (first->type == QR__NODE_JOB_PERSIST && first->has_snapshot) {
+        QR_ASSERT(count == 1);
+        rv = work_persist(s, first);
+    } else if (first->type == QR__NODE_JOB_PERSIST) {
+        size_t n = 0;
+        for (struct qr__node_job *job = first; n < count; job = job->next) {
+            job_batch(job, &node->writer.group[n++]);
+        }
+        rv = qr_storage_write_group(s, node->writer.group, count);
+    } else if (first->type == QR__NODE_JOB_SNAPSHOT_LOCAL) {
+        rv = work_snapshot(s, first, QR_STORAGE_SNAPSHOT_LOCAL);
+    } else {
+        rv = qr_storage_compact(s, first->upto, &first->removed_count);
     }
-    if (job->rv != 0) {
-        (void)qr__errf(job->errmsg, job->rv, "%s", qr_storage_errmsg(s));
+    struct qr__node_job *job = first;
+    for (size_t i = 0; i < count; i++, job = job->next) {
+        job->rv = rv;
+        job->errmsg[0] = '\0';
+        if (rv != 0) {
+            (void)qr__errf(job->errmsg, rv, "%s", qr_storage_errmsg(s));
+        }
     }
+}
+
+/* Takes the next group off todo (under the lock): the head, and when it is a plain persist
+ * batch every plain persist batch after it. @return its first job; *count_out jobs. */
+static struct qr__node_job *writer_take(struct qr__node_writer *w, size_t *count_out)
+{
+    struct qr__node_job *first = w->todo_head;
+    struct qr__node_job *last = first;
+    size_t count = 1;
+    if (job_is_plain_persist(first)) {
+        while (count < QR__NODE_GROUP_MAX && last->next != NULL &&
+               job_is_plain_persist(last->next)) {
+            last = last->next;
+            count++;
+        }
+    }
+    w->todo_head = last->next;
+    if (w->todo_head == NULL) {
+        w->todo_tail = NULL;
+    }
+    last->next = NULL;
+    *count_out = count;
+    return first;
+}
+
+static void writer_main(void *arg)
+{
+    struct qr_node *node = arg;
+    struct qr__node_writer *w = &node->writer;
+    uv_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->is_stopping && (w->is_paused || w->todo_head == NULL)) {
+            uv_cond_wait(&w->cond, &w->lock);
+        }
+        if (w->is_stopping) {
+            break;
+        }
+        size_t count = 0;
+        struct qr__node_job *first = writer_take(w, &count);
+        uv_mutex_unlock(&w->lock);
+        writer_run(node, first, count);
+        uv_mutex_lock(&w->lock);
+        if (w->done_tail != NULL) {
+            w->done_tail->next = first;
+        } else {
+            w->done_head = first;
+        }
+        struct qr__node_job *last = first;
+        while (last->next != NULL) {
+            last = last->next;
+        }
+        w->done_tail = last;
+        w->is_paused = first->rv != 0; /* The loop decides what follows a failure. */
+        uv_mutex_unlock(&w->lock);
+        QR__NODE_CHECK(uv_async_send(&w->async));
+        uv_mutex_lock(&w->lock);
+    }
+    w->has_exited = true;
+    uv_mutex_unlock(&w->lock);
+    QR__NODE_CHECK(uv_async_send(&w->async)); /* The loop joins us and closes the handle. */
 }
 
 /* ---- Loop thread: completion ------------------------------------------------------------ */
@@ -230,101 +313,72 @@ static bool job_is_droppable(const struct qr__node_job *job)
     return job->type == QR__NODE_JOB_SNAPSHOT_LOCAL && job->rv == QR_EINVAL;
 }
 
-static void jobs_after_failure(struct qr_node *node, struct qr__node_job *job)
+/* Puts the jobs of a group that failed for lack of space back in front of todo, in order;
+ * the retry timer resumes the writer. */
+static void jobs_wait_for_space(struct qr_node *node, struct qr__node_job *first)
 {
-    if (job->rv == QR_ENOSPC) {
-        if (!node->is_read_only) {
-            QR_LOG_WARNF("node: node=%llu disk full, writes wait (read-only): %s",
-                         (unsigned long long)node->opts.id, job->errmsg);
-        }
-        node->is_read_only = true;
-        node->job_waiting_retry = true;
-        QR__NODE_CHECK(
-            uv_timer_start(&node->retry_timer, qr__node_storage_retry, QR__NODE_NOSPC_RETRY_MS, 0));
+    if (!node->is_read_only) {
+        QR_LOG_WARNF("node: node=%llu disk full, writes wait (read-only): %s",
+                     (unsigned long long)node->opts.id, first->errmsg);
+    }
+    node->is_read_only = true;
+    node->job_waiting_retry = true;
+    struct qr__node_writer *w = &node->writer;
+    struct qr__node_job *last = first;
+    while (last->next != NULL) {
+        last = last->next;
+    }
+    uv_mutex_lock(&w->lock);
+    last->next = w->todo_head;
+    w->todo_head = first;
+    if (w->todo_tail == NULL) {
+        w->todo_tail = last;
+    }
+    uv_mutex_unlock(&w->lock);
+    QR__NODE_CHECK(
+        uv_timer_start(&node->retry_timer, qr__node_storage_retry, QR__NODE_NOSPC_RETRY_MS, 0));
+}
+
+static void writer_resume(struct qr_node *node)
+{
+    struct qr__node_writer *w = &node->writer;
+    uv_mutex_lock(&w->lock);
+    w->is_paused = false;
+    uv_cond_signal(&w->cond);
+    uv_mutex_unlock(&w->lock);
+}
+
+/* A failed group (first and the jobs after it): retried, dropped or fatal. */
+static void jobs_after_failure(struct qr_node *node, struct qr__node_job *first)
+{
+    if (first->rv == QR_ENOSPC) {
+        jobs_wait_for_space(node, first);
         return;
     }
-    node->jobs_head = job->next;
-    if (node->jobs_head == NULL) {
-        node->jobs_tail = NULL;
-    }
-    if (job_is_droppable(job)) {
+    QR_ASSERT(first->next == NULL || first->type == QR__NODE_JOB_PERSIST);
+    if (job_is_droppable(first)) {
         node->snapshot_running = false;
         QR_LOG_INFOF("node: node=%llu local snapshot %llu dropped: %s",
-                     (unsigned long long)node->opts.id, (unsigned long long)job->snapshot.index,
-                     job->errmsg);
-        job_free(node, job);
-        jobs_start(node);
+                     (unsigned long long)node->opts.id, (unsigned long long)first->snapshot.index,
+                     first->errmsg);
+        job_free(node, first);
+        writer_resume(node);
         return;
     }
     char errmsg[QR_ERRMSG_SIZE];
-    int err = job->rv;
-    memcpy(errmsg, job->errmsg, sizeof(errmsg)); /* Storage's message names file and offset. */
-    job_free(node, job);
+    int err = first->rv;
+    memcpy(errmsg, first->errmsg, sizeof(errmsg)); /* Storage's message names file and offset. */
+    while (first != NULL) {
+        struct qr__node_job *next = first->next;
+        job_free(node, first);
+        first = next;
+    }
     qr__node_fail(node, err, errmsg);
 }
 
-static void jobs_after_work(uv_work_t *work, int status)
+/* Frees every job of a list (closing, or the node failed). */
+static void jobs_free_list(struct qr_node *node, struct qr__node_job *job)
 {
-    struct qr__node_job *job = work->data;
-    struct qr_node *node = job->node;
-    QR_ASSERT(node->job_running && node->jobs_head == job);
-    QR_ASSERT(status == 0); /* Jobs are never canceled once queued to the pool. */
-    node->job_running = false;
-    if (node->is_closing || node->fatal_err != 0) {
-        node->jobs_head = job->next;
-        node->jobs_tail = node->jobs_head == NULL ? NULL : node->jobs_tail;
-        job_free(node, job);
-        qr__node_storage_drop_queued(node);
-        qr__node_maybe_finish(node);
-        return;
-    }
-    if (job->rv != 0) {
-        jobs_after_failure(node, job);
-        qr__node_kick(node);
-        return;
-    }
-    if (node->is_read_only) {
-        node->is_read_only = false;
-        QR_LOG_WARNF("node: node=%llu disk writes succeed again",
-                     (unsigned long long)node->opts.id);
-    }
-    node->jobs_head = job->next;
-    if (node->jobs_head == NULL) {
-        node->jobs_tail = NULL;
-    }
-    if (job->type == QR__NODE_JOB_PERSIST) {
-        done_persist(node, job);
-    } else if (job->type == QR__NODE_JOB_SNAPSHOT_LOCAL) {
-        done_snapshot(node, job);
-    }
-    job_free(node, job);
-    jobs_start(node);
-    qr__node_kick(node);
-}
-
-static void jobs_start(struct qr_node *node)
-{
-    if (node->job_running || node->job_waiting_retry || node->jobs_head == NULL ||
-        node->is_closing || node->fatal_err != 0) {
-        return;
-    }
-    node->job_running = true;
-    int rv = uv_queue_work(node->loop, &node->jobs_head->work, jobs_work, jobs_after_work);
-    QR_ASSERT(rv == 0); /* Fails only for a NULL work callback. */
-}
-
-void qr__node_storage_retry(uv_timer_t *timer)
-{
-    struct qr_node *node = timer->data;
-    node->job_waiting_retry = false;
-    jobs_start(node);
-}
-
-void qr__node_storage_drop_queued(struct qr_node *node)
-{
-    /* The running job (the head) finishes in its after-work callback. */
-    struct qr__node_job *keep = node->job_running ? node->jobs_head : NULL;
-    struct qr__node_job *job = keep != NULL ? keep->next : node->jobs_head;
     while (job != NULL) {
         struct qr__node_job *next = job->next;
         if (job->type == QR__NODE_JOB_SNAPSHOT_LOCAL) {
@@ -333,10 +387,155 @@ void qr__node_storage_drop_queued(struct qr_node *node)
         job_free(node, job);
         job = next;
     }
-    node->jobs_head = keep;
-    node->jobs_tail = keep;
-    if (keep != NULL) {
-        keep->next = NULL;
+}
+
+static void writer_on_closed(uv_handle_t *handle)
+{
+    qr__node_handle_closed(handle->data);
+}
+
+static void writer_on_async(uv_async_t *async)
+{
+    struct qr_node *node = async->data;
+    struct qr__node_writer *w = &node->writer;
+    uv_mutex_lock(&w->lock);
+    struct qr__node_job *job = w->done_head;
+    w->done_head = NULL;
+    w->done_tail = NULL;
+    bool has_exited = w->has_exited;
+    uv_mutex_unlock(&w->lock);
+    while (job != NULL) {
+        if (node->is_closing || node->fatal_err != 0) {
+            jobs_free_list(node, job);
+            break;
+        }
+        if (job->rv != 0) {
+            jobs_after_failure(node, job); /* The failed group is the last one done. */
+            break;
+        }
+        if (node->is_read_only) {
+            node->is_read_only = false;
+            QR_LOG_WARNF("node: node=%llu disk writes succeed again",
+                         (unsigned long long)node->opts.id);
+        }
+        struct qr__node_job *next = job->next;
+        if (job->type == QR__NODE_JOB_PERSIST) {
+            done_persist(node, job);
+        } else if (job->type == QR__NODE_JOB_SNAPSHOT_LOCAL) {
+            done_snapshot(node, job);
+        }
+        job_free(node, job);
+        job = next;
     }
+    if (has_exited && !w->is_joined) {
+        QR__NODE_CHECK(uv_thread_join(&w->thread));
+        w->is_joined = true;
+        uv_mutex_lock(&w->lock);
+        struct qr__node_job *left = w->todo_head;
+        w->todo_head = NULL;
+        w->todo_tail = NULL;
+        uv_mutex_unlock(&w->lock);
+        jobs_free_list(node, left);
+        uv_close((uv_handle_t *)async, writer_on_closed);
+        return;
+    }
+    qr__node_kick(node);
+}
+
+static void writer_hand_over(struct qr_node *node, struct qr__node_job *job)
+{
+    struct qr__node_writer *w = &node->writer;
+    QR_ASSERT(w->is_init && !node->is_closing); /* Taken once the thread starts. */
+    uv_mutex_lock(&w->lock);
+    if (w->todo_tail != NULL) {
+        w->todo_tail->next = job;
+    } else {
+        w->todo_head = job;
+    }
+    w->todo_tail = job;
+    uv_cond_signal(&w->cond);
+    uv_mutex_unlock(&w->lock);
+}
+
+void qr__node_storage_retry(uv_timer_t *timer)
+{
+    struct qr_node *node = timer->data;
     node->job_waiting_retry = false;
+    writer_resume(node);
+}
+
+void qr__node_storage_drop_queued(struct qr_node *node)
+{
+    struct qr__node_writer *w = &node->writer;
+    if (!w->is_init) {
+        return;
+    }
+    uv_mutex_lock(&w->lock);
+    struct qr__node_job *job = w->todo_head;
+    w->todo_head = NULL;
+    w->todo_tail = NULL;
+    uv_mutex_unlock(&w->lock);
+    jobs_free_list(node, job);
+    node->job_waiting_retry = false;
+}
+
+int qr__node_storage_init(struct qr_node *node, char *errmsg)
+{
+    struct qr__node_writer *w = &node->writer;
+    if (uv_mutex_init(&w->lock) != 0) {
+        return qr__errf(errmsg, QR_ENOMEM, "node: cannot create the writer's lock");
+    }
+    if (uv_cond_init(&w->cond) != 0) {
+        uv_mutex_destroy(&w->lock);
+        return qr__errf(errmsg, QR_ENOMEM, "node: cannot create the writer's condition");
+    }
+    int rv = uv_async_init(node->loop, &w->async, writer_on_async);
+    if (rv != 0) {
+        uv_cond_destroy(&w->cond);
+        uv_mutex_destroy(&w->lock);
+        return qr__errf(errmsg, QR_ENOMEM, "node: cannot create the writer's wake-up: %s",
+                        uv_strerror(rv));
+    }
+    w->async.data = node;
+    w->is_init = true;
+    return 0;
+}
+
+int qr__node_storage_start(struct qr_node *node, char *errmsg)
+{
+    struct qr__node_writer *w = &node->writer;
+    QR_ASSERT(w->is_init && !w->is_started);
+    int rv = uv_thread_create(&w->thread, writer_main, node);
+    if (rv != 0) {
+        return qr__errf(errmsg, QR_ENOMEM, "node %llu: cannot start the writer thread: %s",
+                        (unsigned long long)node->opts.id, uv_strerror(rv));
+    }
+    w->is_started = true;
+    return 0;
+}
+
+void qr__node_storage_close(struct qr_node *node)
+{
+    struct qr__node_writer *w = &node->writer;
+    qr__node_storage_drop_queued(node);
+    if (!w->is_started) {
+        uv_close((uv_handle_t *)&w->async, writer_on_closed);
+        return;
+    }
+    uv_mutex_lock(&w->lock);
+    w->is_stopping = true;
+    uv_cond_signal(&w->cond);
+    uv_mutex_unlock(&w->lock);
+    /* writer_on_async joins it once it exited (after its current group) and closes. */
+}
+
+void qr__node_storage_free(struct qr_node *node)
+{
+    struct qr__node_writer *w = &node->writer;
+    if (w->is_init) {
+        QR_ASSERT(!w->is_started || w->is_joined);
+        uv_cond_destroy(&w->cond);
+        uv_mutex_destroy(&w->lock);
+        w->is_init = false;
+    }
 }
