@@ -44,8 +44,9 @@
  * loop's thread too, and must not call qr_node_* functions.
  *
  * Logging: the node logs through qr_log (quorum/log.h) with the prefix "node:"; it never
- * prints. Storage work runs on libuv's thread pool and storage logs from there, so the
- * installed sink must be safe to call from another thread.
+ * prints. Storage work runs on a writer thread of each node's own (not libuv's thread
+ * pool) and storage logs from there, so the installed sink must be safe to call from
+ * another thread.
  *
  * Memory: the bytes of the current snapshot stay in memory (they are sent to followers
  * from there), and a snapshot received from the leader is collected in memory before it

@@ -3,7 +3,8 @@
  *
  * Layer: node. It opens storage and restores the state machine at start-up (the only time
  * the loop's thread touches the disk), then turns every output batch of the core into
- * work: the persist part becomes a storage job for the worker thread (node_storage.c),
+ * work: the persist part becomes a storage job for the node's writer thread
+ * (node_storage.c),
  * messages go to the peer links (node_peer.c), received snapshot chunks collect in memory,
  * committed entries are applied to the application's state machine and complete the
  * requests waiting for them (node_request.c). Inputs (peer messages, ticks, proposals)
