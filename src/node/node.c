@@ -4,13 +4,12 @@
  * Layer: node. It opens storage and restores the state machine at start-up (the only time
  * the loop's thread touches the disk), then turns every output batch of the core into
  * work: the persist part becomes a storage job for the node's writer thread
- * (node_storage.c),
- * messages go to the peer links (node_peer.c), received snapshot chunks collect in memory,
- * committed entries are applied to the application's state machine and complete the
- * requests waiting for them (node_request.c). Inputs (peer messages, ticks, proposals)
- * only feed the core and ask for a drain on the next loop iteration, so everything that
- * arrives in one iteration leaves in one batch (DESIGN rule 7). User callbacks never run
- * between qr_core_ready() and qr_core_advance().
+ * (node_storage.c), messages go to the peer links (node_peer.c), received snapshot chunks
+ * collect in memory, committed entries are applied to the application's state machine and
+ * complete the requests waiting for them (node_request.c). Inputs (peer messages, ticks,
+ * proposals) only feed the core and ask for a drain on the next loop iteration, so
+ * everything that arrives in one iteration leaves in one batch (DESIGN rule 7). User callbacks
+ * never run between qr_core_ready() and qr_core_advance().
  */
 #include <string.h>
 

@@ -354,13 +354,13 @@ static size_t bufs_advance(uv_buf_t *bufs, size_t n, size_t written)
     return i;
 }
 
+static void conn_on_write(uv_write_t *req, int status);
+
 /* Send everything queued (up to QR__NODE_WRITE_BUFS_MAX frames): first straight to the
  * socket with uv_try_write, which usually takes it all in one system call; whatever the
  * socket does not take goes to one uv_write (whose completion costs a poll change).
  * @return 0 (is_writing says whether a uv_write is still running), or a uv error (the
  * frames are freed). */
-static void conn_on_write(uv_write_t *req, int status);
-
 static int conn_write(struct qr__node_conn *c)
 {
     size_t n = 0;

@@ -151,6 +151,16 @@ static int work_snapshot(struct qr_storage *s,
     return qr_storage_snapshot_finish(w, &job->snapshot);
 }
 
+static void job_batch(const struct qr__node_job *job, struct qr_storage_batch *batch)
+{
+    memset(batch, 0, sizeof(*batch));
+    batch->snapshot = job->has_snapshot ? &job->snapshot : NULL;
+    batch->entries = job->entries;
+    batch->entries_count = job->entries_count;
+    batch->has_hard_state = job->has_hard_state;
+    batch->hard_state = job->hard_state;
+}
+
 static int work_persist(struct qr_storage *s, struct qr__node_job *job)
 {
     if (job->has_snapshot && !job->is_snapshot_written) {
@@ -162,12 +172,7 @@ static int work_persist(struct qr_storage *s, struct qr__node_job *job)
         job->is_snapshot_written = true;
     }
     struct qr_storage_batch batch;
-    memset(&batch, 0, sizeof(batch));
-    batch.snapshot = job->has_snapshot ? &job->snapshot : NULL;
-    batch.entries = job->entries;
-    batch.entries_count = job->entries_count;
-    batch.has_hard_state = job->has_hard_state;
-    batch.hard_state = job->hard_state;
+    job_batch(job, &batch);
     return qr_storage_write(s, &batch);
 }
 
@@ -176,16 +181,6 @@ static int work_persist(struct qr_storage *s, struct qr__node_job *job)
 static bool job_is_plain_persist(const struct qr__node_job *job)
 {
     return job->type == QR__NODE_JOB_PERSIST && !job->has_snapshot;
-}
-
-static void job_batch(const struct qr__node_job *job, struct qr_storage_batch *batch)
-{
-    memset(batch, 0, sizeof(*batch));
-    batch->snapshot = job->has_snapshot ? &job->snapshot : NULL;
-    batch->entries = job->entries;
-    batch->entries_count = job->entries_count;
-    batch->has_hard_state = job->has_hard_state;
-    batch->hard_state = job->hard_state;
 }
 
 /* Runs the group first..(count jobs) and gives every job of it the result. */
